@@ -1,0 +1,230 @@
+"""Configuration: the ``pushlet.properties`` keys of spec 10.1 plus pushpy's own.
+
+A key maps to the attribute of the same name with ``.`` and ``-`` turned into
+``_`` (``session.timeout.mins`` is ``Config.session_timeout_mins``), so a
+Pushlet ``pushlet.properties`` file is read as it is.  Java class-name keys
+are accepted and ignored.  This module has no Twisted import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from pushpy.errors import UsageError
+
+#: Keys of the original that name Java classes or are informational: read, ignored.
+IGNORED_KEYS = frozenset({
+    "config.version", "controller.class", "dispatcher.class", "sessionmanager.class",
+    "session.class", "subscriber.class", "subscription.class", "logger.class",
+})
+
+OVERFLOW_POLICIES = ("drop-oldest", "abort")
+ID_GENERATIONS = ("secure", "randomstring", "uuid")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """Every setting, with the Pushlet 2.0.4 defaults where the key is Pushlet's."""
+
+    # -- Pushlet 2.0.4 keys (spec 10.1), same names and defaults --
+    log_level: int = 4
+    sources_activate: bool = True
+    #: ``secure`` (default, 128 random bits), ``randomstring`` (the original
+    #: 10-letter shape, about 34 bits: guessable) or ``uuid``.
+    session_id_generation: str = "secure"
+    session_id_size: int = 10
+    session_timeout_mins: float = 5.0
+    queue_size: int = 24
+    queue_read_timeout_millis: int = 20_000
+    queue_write_timeout_millis: int = 20
+    listen_force_pull_all: bool = False
+    listen_force_pull_agents: tuple[str, ...] = ("safari",)
+    pull_refresh_timeout_millis: int = 45_000
+    pull_refresh_wait_min_millis: int = 2_000
+    pull_refresh_wait_max_millis: int = 6_000
+    poll_refresh_timeout_millis: int = 60_000
+    poll_refresh_wait_min_millis: int = 6_000
+    poll_refresh_wait_max_millis: int = 10_000
+    #: Total sessions; the original declared the key but never enforced it.
+    sessionmanager_maxsessions: int = 50_000
+
+    # -- pushpy's own keys --
+    #: ``drop-oldest``: drop, then one ``nack`` per overflow episode; ``abort``:
+    #: end the session with ``abort`` on its open data channel.
+    queue_overflow_policy: str = "drop-oldest"
+    #: End the session when a client drops its data channel (spec 14.2 fix 4).
+    session_end_on_disconnect: bool = True
+    #: How often leases are checked, in milliseconds.
+    session_check_millis: int = 1_000
+    #: Events kept per subject for resume and history queries.
+    history_size: int = 100
+    #: Seconds an event stays in history.
+    history_ttl_secs: float = 600.0
+    #: Subjects with a history at most; the least recently used is forgotten.
+    history_max_subjects: int = 100_000
+    limit_subscriptions: int = 100
+    limit_subject_length: int = 256
+    limit_subjects_per_subscription: int = 32
+    limit_params: int = 64
+    limit_request_bytes: int = 65_536
+    limit_sessions_per_address: int = 0
+
+    def __post_init__(self) -> None:
+        if self.queue_overflow_policy not in OVERFLOW_POLICIES:
+            raise UsageError(
+                f"queue.overflow.policy must be one of {', '.join(OVERFLOW_POLICIES)},"
+                f" not {self.queue_overflow_policy!r}")
+        if self.session_id_generation not in ID_GENERATIONS:
+            raise UsageError(
+                f"session.id.generation must be one of {', '.join(ID_GENERATIONS)},"
+                f" not {self.session_id_generation!r}")
+        for low, high in (("pull_refresh_wait_min_millis", "pull_refresh_wait_max_millis"),
+                          ("poll_refresh_wait_min_millis", "poll_refresh_wait_max_millis")):
+            if getattr(self, low) > getattr(self, high):
+                raise UsageError(f"{_key(low)} must not exceed {_key(high)}")
+        if self.queue_size < 2:
+            raise UsageError("queue.size must be at least 2 (one slot stays free)")
+
+    @property
+    def session_timeout(self) -> float:
+        """The session lease in seconds."""
+        return self.session_timeout_mins * 60.0
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, str], *, strict: bool = False) -> Config:
+        """A config from ``key=value`` strings; unknown keys raise if ``strict``."""
+        known = {f.name: f for f in fields(cls)}
+        kwargs: dict[str, object] = {}
+        for key, raw in values.items():
+            if key in IGNORED_KEYS:
+                continue
+            name = key.strip().replace(".", "_").replace("-", "_")
+            field = known.get(name)
+            if field is None:
+                if strict:
+                    raise UsageError(f"unknown configuration key {key!r}")
+                continue
+            kwargs[name] = _convert(key, field, raw)
+        return cls(**kwargs)
+
+    def replace(self, **changes: object) -> Config:
+        """A copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
+
+def load_properties(path: str | Path) -> dict[str, str]:
+    """Read a Java ``.properties`` file into a dict (comments, ``=``/``:``, continuations)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        text = Path(path).read_text(encoding="latin-1")
+    except OSError as e:
+        raise UsageError(f"cannot read configuration file {path}: {e.strerror}") from e
+    return parse_properties(text)
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    """Parse ``.properties`` text: ``#``/``!`` comments, ``\\`` continuations."""
+    out: dict[str, str] = {}
+    logical = ""
+    for raw in text.splitlines():
+        line = raw.lstrip() if not logical else raw.lstrip()
+        if not logical and (not line or line[0] in "#!"):
+            continue
+        if _continues(line):
+            logical += line[:-1]
+            continue
+        logical += line
+        key, value = _split_pair(logical)
+        logical = ""
+        if key:
+            out[key] = value
+    if logical:
+        key, value = _split_pair(logical)
+        if key:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, **overrides: object) -> Config:
+    """The config from a properties file (or defaults), with ``overrides`` applied."""
+    config = Config.from_mapping(load_properties(path)) if path else Config()
+    return config.replace(**overrides) if overrides else config
+
+
+def _continues(line: str) -> bool:
+    trailing = len(line) - len(line.rstrip("\\"))
+    return trailing % 2 == 1
+
+
+def _split_pair(line: str) -> tuple[str, str]:
+    key_chars = []
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if ch == "\\" and i + 1 < len(line):
+            key_chars.append(line[i + 1])
+            i += 2
+            continue
+        if ch in "=: \t":
+            break
+        key_chars.append(ch)
+        i += 1
+    rest = line[i:].lstrip(" \t")
+    if rest[:1] in ("=", ":"):
+        rest = rest[1:].lstrip(" \t")
+    return "".join(key_chars), _unescape(rest.rstrip())
+
+
+def _unescape(value: str) -> str:
+    if "\\" not in value:
+        return value
+    out = []
+    i = 0
+    simple = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
+    while i < len(value):
+        ch = value[i]
+        if ch == "\\" and i + 1 < len(value):
+            nxt = value[i + 1]
+            if nxt == "u" and i + 6 <= len(value):
+                try:
+                    out.append(chr(int(value[i + 2:i + 6], 16)))
+                    i += 6
+                    continue
+                except ValueError:
+                    pass
+            out.append(simple.get(nxt, nxt))
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _key(name: str) -> str:
+    return name.replace("_", ".")
+
+
+def _convert(key: str, field: dataclasses.Field, raw: str) -> object:
+    kind = field.type
+    value = raw.strip()
+    try:
+        if kind == "bool":
+            lowered = value.lower()
+            if lowered in ("true", "yes", "on", "1"):
+                return True
+            if lowered in ("false", "no", "off", "0"):
+                return False
+            raise ValueError(value)
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "tuple[str, ...]":
+            return tuple(part.strip().lower() for part in value.split(",") if part.strip())
+        return value
+    except ValueError:
+        raise UsageError(f"configuration key {key!r}: {raw!r} is not a valid {kind}") from None

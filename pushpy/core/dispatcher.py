@@ -1,0 +1,235 @@
+"""The dispatcher: the session registry and event routing of one process.
+
+Inputs are calls that take ``now``; outputs are return values and the
+``wake``/``end`` calls on attached data channels.  Leases live in one
+:class:`~pushpy.core.deadlines.Deadlines` heap: the caller asks
+:meth:`Dispatcher.next_deadline` and calls :meth:`Dispatcher.expire` then.
+
+Publishing does not happen here: events come in through :meth:`deliver`, which
+the backplane calls for every published event (spec: the backplane is the only
+path between publishers and subscribers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from pushpy import protocol as P
+from pushpy.config import Config
+from pushpy.core.deadlines import Deadlines
+from pushpy.core.events import Event, Route
+from pushpy.core.ids import VALID_ID, id_policy
+from pushpy.core.sessions import EndReason, Session, SessionState
+from pushpy.core.subjects import SubjectIndex, Subscription, split_subjects
+from pushpy.errors import ClientError
+from pushpy.interfaces import ISessionIdPolicy
+
+
+def select_mode(requested: str | None, user_agent: str, config: Config) -> str:
+    """The effective mode of a listen (spec 7.5, minus nothing)."""
+    if config.listen_force_pull_all:
+        return P.MODE_PULL
+    mode = requested if requested in P.MODES else P.MODE_STREAM
+    if mode == P.MODE_STREAM and any(a in user_agent for a in config.listen_force_pull_agents):
+        return P.MODE_PULL
+    return mode
+
+
+class Stats:
+    """Counters kept by the dispatcher."""
+
+    __slots__ = ("delivered", "dropped", "ended", "joined", "received")
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.delivered = 0
+        self.dropped = 0
+        self.joined = 0
+        self.ended = 0
+
+
+class Dispatcher:
+    """Sessions of this process and the routing of events to them."""
+
+    def __init__(self, config: Config | None = None, ids: ISessionIdPolicy | None = None) -> None:
+        self.config = config = config or Config()
+        self.ids = ids or id_policy(config.session_id_generation, config.session_id_size)
+        self.sessions: dict[str, Session] = {}
+        self.index = SubjectIndex()
+        self.stats = Stats()
+        self._leases = Deadlines()
+        self._by_address: dict[str, int] = {}
+        #: Called with ``(session, reason)`` after a session ends.
+        self.on_end: list[Callable[[Session, EndReason], None]] = []
+
+    # -- sessions ---------------------------------------------------------
+
+    def join(self, now: float, *, format: str = P.FORMAT_JS, user_agent: str = "unknown",
+             address: str = "", params: Mapping[str, str] | None = None) -> Session:
+        """Create and register a session (spec 2.3 step 2)."""
+        config = self.config
+        if len(self.sessions) >= config.sessionmanager_maxsessions:
+            raise ClientError("Too many sessions: try again later", 503)
+        limit = config.limit_sessions_per_address
+        if limit and self._by_address.get(address, 0) >= limit:
+            raise ClientError(f"Too many sessions from {address}", 429)
+        session_id = self.ids.session_id(params or {})
+        if not isinstance(session_id, str) or not VALID_ID.match(session_id):
+            raise ClientError("Invalid session id chosen by the id policy", 400)
+        if session_id in self.sessions:
+            raise ClientError(f"Session id in use: {session_id}", 400)
+        session = Session(session_id, format=format, user_agent=user_agent, address=address,
+                          now=now, timeout=config.session_timeout, queue_size=config.queue_size)
+        self.sessions[session_id] = session
+        self._by_address[address] = self._by_address.get(address, 0) + 1
+        self._leases.set(session, session.expires_at)
+        self.stats.joined += 1
+        return session
+
+    def find(self, session_id: str | None) -> Session | None:
+        """The live session with this id, or ``None``."""
+        return self.sessions.get(session_id) if session_id else None
+
+    def require(self, session_id: str | None) -> Session:
+        """The live session with this id, or the spec's 400 error."""
+        if not session_id:
+            raise ClientError(P.NO_ID, 400)
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise ClientError(P.INVALID_ID.format(id=session_id), 400)
+        return session
+
+    def touch(self, session: Session, now: float) -> None:
+        """Renew the lease (every request does, spec 14.1.9)."""
+        session.last_active = now
+
+    def listen(self, session: Session, mode: str | None, now: float) -> str:
+        """Start listening in the effective mode; return that mode."""
+        session.mode = select_mode(mode, session.user_agent, self.config)
+        session.state = SessionState.LISTENING
+        session.last_alive = now
+        return session.mode
+
+    def end(self, session: Session, reason: EndReason) -> None:
+        """End ``session``: unregister, unsubscribe, tell its data channels."""
+        if session.state is SessionState.ENDED:
+            return
+        session.state = SessionState.ENDED
+        self.sessions.pop(session.id, None)
+        count = self._by_address.get(session.address, 1) - 1
+        if count > 0:
+            self._by_address[session.address] = count
+        else:
+            self._by_address.pop(session.address, None)
+        for subscription in session.subscriptions.values():
+            self.index.remove(subscription)
+        self._leases.set(session, None)
+        session.queue.clear()
+        self.stats.ended += 1
+        for channel in list(session.channels):
+            channel.end(reason)
+        session.channels.clear()
+        for callback in self.on_end:
+            callback(session, reason)
+
+    def expire(self, now: float) -> list[Session]:
+        """End every session whose lease ran out; return them."""
+        ended = []
+        for session in self._leases.due(now):
+            expires = session.expires_at
+            if expires > now:
+                self._leases.set(session, expires)
+                continue
+            self.end(session, EndReason.EXPIRED)
+            ended.append(session)
+        return ended
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`expire` next has something to do (possibly early)."""
+        return self._leases.next()
+
+    def shutdown(self) -> None:
+        """End every session with ``abort`` (spec 14.1.25)."""
+        for session in list(self.sessions.values()):
+            self.end(session, EndReason.SHUTDOWN)
+
+    # -- subscriptions ----------------------------------------------------
+
+    def subscribe(self, session: Session, subject: str | None, label: str | None = None) -> Subscription:
+        """Add a subscription; refuse bad subjects with a ``nack`` reason."""
+        config = self.config
+        if not subject or not split_subjects(subject):
+            raise ClientError(P.NO_SUBJECT)
+        if len(subject) > config.limit_subject_length * config.limit_subjects_per_subscription:
+            raise ClientError("subject list too long")
+        parts = split_subjects(subject)
+        if len(parts) > config.limit_subjects_per_subscription:
+            raise ClientError(
+                f"too many subjects in one subscription (at most {config.limit_subjects_per_subscription})")
+        if any(len(part) > config.limit_subject_length for part in parts):
+            raise ClientError(f"subject too long (at most {config.limit_subject_length} characters)")
+        if len(session.subscriptions) >= config.limit_subscriptions:
+            raise ClientError(f"too many subscriptions (at most {config.limit_subscriptions})")
+        sid = self.ids.subscription_id()
+        while sid in session.subscriptions:
+            sid = self.ids.subscription_id()
+        subscription = Subscription(sid, subject, label)
+        session.subscriptions[sid] = subscription
+        self.index.add(session, subscription)
+        return subscription
+
+    def unsubscribe(self, session: Session, sid: str | None = None) -> list[Subscription]:
+        """Remove one subscription by sid, or all of them; unknown sid is a ``nack``."""
+        if sid:
+            subscription = session.subscriptions.pop(sid, None)
+            if subscription is None:
+                raise ClientError(P.NO_SUBSCRIPTION.format(sid=sid))
+            removed = [subscription]
+        else:
+            removed = list(session.subscriptions.values())
+            session.subscriptions.clear()
+        for subscription in removed:
+            self.index.remove(subscription)
+        return removed
+
+    # -- delivery ---------------------------------------------------------
+
+    def deliver(self, event: Event, now: float) -> int:
+        """Queue ``event`` for every local session it is for; return how many."""
+        self.stats.received += 1
+        route = event.route
+        if route is Route.MULTICAST:
+            targets = self.index.match(event.subject).items()
+        elif route is Route.BROADCAST:
+            targets = [(session, None) for session in self.sessions.values()]
+        else:
+            session = self.sessions.get(event.target or "")
+            targets = [(session, None)] if session is not None else []
+        count = 0
+        for session, subscription in targets:
+            if self._enqueue(session, event, subscription, now):
+                count += 1
+        self.stats.delivered += count
+        return count
+
+    def _enqueue(self, session: Session, event: Event, subscription: Subscription | None,
+                 now: float) -> bool:
+        if session.state is not SessionState.LISTENING:
+            return False
+        channels = session.channels
+        if not channels and now - session.last_alive > self._liveness(session):
+            self.end(session, EndReason.LIVENESS)
+            return False
+        if not session.queue.put((event, subscription)):
+            self.stats.dropped += 1
+            if self.config.queue_overflow_policy == "abort":
+                self.end(session, EndReason.OVERFLOW)
+                return False
+        if channels:
+            channels[-1].wake()
+        return True
+
+    def _liveness(self, session: Session) -> float:
+        if session.mode == P.MODE_POLL:
+            return self.config.poll_refresh_timeout_millis / 1000.0
+        return self.config.pull_refresh_timeout_millis / 1000.0

@@ -1,0 +1,66 @@
+"""The seams users extend, as zope interfaces."""
+
+from __future__ import annotations
+
+from zope.interface import Attribute, Interface
+
+
+class ISessionIdPolicy(Interface):
+    """Chooses session and subscription ids."""
+
+    def session_id(params):
+        """A new session id for a join request with ``params`` (a str mapping).
+
+        It must match ``[A-Za-z0-9_.~-]{1,128}``; a clash with a live session
+        is refused.
+        """
+
+    def subscription_id():
+        """A new subscription id (unique within its session is enough)."""
+
+
+class IBackplane(Interface):
+    """The only path from publishers to subscribers.
+
+    Publishing stores multicast events in history (giving them their
+    position) and hands every event to each attached receiver, on this
+    process and, for a clustered backplane, on every other node.
+    """
+
+    epoch = Attribute("The id of the current history; changes when it is replaced.")
+
+    def attach(receiver):
+        """Call ``receiver(event)`` for every event published from now on."""
+
+    def detach(receiver):
+        """Stop calling ``receiver``."""
+
+    def publish(event):
+        """Publish ``event``; return the stored event (or a Deferred firing with it)."""
+
+    def history(subject, count):
+        """The newest ``count`` events of ``subject``, oldest first (or a Deferred)."""
+
+    def since(position, matches):
+        """A :class:`pushpy.core.history.Recovery` of events after ``position``.
+
+        ``matches(subject)`` says which subjects the caller wants.  May return
+        a Deferred.
+        """
+
+
+class IEventSource(Interface):
+    """Produces events from outside the clients: a feed, a sensor, a timer.
+
+    Spec 11.1: a source is activated at start-up, may be passivated while
+    nobody listens, and stopped at shutdown.
+    """
+
+    def activate(publisher):
+        """Start producing; publish through ``publisher`` (a :class:`pushpy.PushServer`)."""
+
+    def passivate():
+        """Pause producing (may be resumed by :meth:`activate`)."""
+
+    def stop():
+        """Stop for good."""

@@ -1,0 +1,159 @@
+"""The push server: dispatcher, backplane, timers and event sources as one service.
+
+:class:`PushServer` is what applications hold.  It publishes from reactor code
+(:meth:`~PushServer.publish`, :meth:`~PushServer.broadcast`,
+:meth:`~PushServer.unicast`) and from other threads
+(:meth:`~PushServer.publish_from_thread`), hands out the resources to mount in
+a Twisted site, and as a Twisted ``Service`` runs the lease sweeper and the
+event sources, and aborts every session at shutdown.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from pushpy.backplane import MemoryBackplane
+from pushpy.config import Config
+from pushpy.core.dispatcher import Dispatcher
+from pushpy.core.events import Event, Route, data_event
+from pushpy.core.sessions import EndReason, Session
+from pushpy.errors import UsageError
+from pushpy.interfaces import IBackplane, IEventSource, ISessionIdPolicy
+from pushpy.wire.escape import valid_name
+
+
+def default_reactor(reactor: Any = None) -> Any:
+    """``reactor``, or the global reactor (imported only when needed)."""
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        return global_reactor
+    return reactor
+
+
+class PushServer(Service):
+    """A pushpy server: sessions, routing, publishing, sources.
+
+    :param config: settings (defaults: Pushlet's).
+    :param reactor: the reactor, used as the clock and for thread hand-off.
+    :param backplane: an :class:`~pushpy.interfaces.IBackplane`; in-process by default.
+    :param ids: an :class:`~pushpy.interfaces.ISessionIdPolicy`.
+    :param sources: :class:`~pushpy.interfaces.IEventSource` providers to run.
+    :param rng: a :class:`random.Random` for ``p_wait`` draws.
+    """
+
+    log = Logger()
+
+    def __init__(self, config: Config | None = None, *, reactor: Any = None,
+                 backplane: IBackplane | None = None, ids: ISessionIdPolicy | None = None,
+                 sources: Iterable[IEventSource] = (), rng: random.Random | None = None) -> None:
+        from pushpy.web.scheduler import Scheduler
+
+        self.config = config or Config()
+        self.reactor = default_reactor(reactor)
+        self.clock: IReactorTime = self.reactor
+        self.random = rng or random.Random()
+        self.dispatcher = Dispatcher(self.config, ids)
+        self.backplane = backplane or MemoryBackplane(
+            history_size=self.config.history_size, history_ttl=self.config.history_ttl_secs,
+            max_subjects=self.config.history_max_subjects, now=self.clock.seconds)
+        self.scheduler = Scheduler(self.clock)
+        self.sources = list(sources)
+        self._sweeper: LoopingCall | None = None
+        self.backplane.attach(self._receive)
+        self.dispatcher.on_end.append(self._log_end)
+
+    # -- publishing ---------------------------------------------------------
+
+    def publish(self, subject: str, fields: Mapping[str, object] | None = None,
+                **more: object) -> Event:
+        """Multicast a ``data`` event on ``subject`` to every matching session."""
+        return self.publish_event(data_event(subject, _merge(fields, more), self.clock.seconds()))
+
+    def broadcast(self, fields: Mapping[str, object] | None = None, **more: object) -> Event:
+        """Send a ``data`` event (or the ``p_event`` given) to every session."""
+        merged = _merge(fields, more)
+        name = str(merged.pop("p_event", "data"))
+        event = data_event(str(merged.pop("p_subject", "")), merged, self.clock.seconds(),
+                           route=Route.BROADCAST)
+        event.fields["p_event"] = name
+        return self.publish_event(event)
+
+    def unicast(self, session_id: str, fields: Mapping[str, object] | None = None,
+                subject: str = "", **more: object) -> Event:
+        """Send a ``data`` event to one session, without a subject check."""
+        return self.publish_event(data_event(subject, _merge(fields, more), self.clock.seconds(),
+                                             route=Route.UNICAST, target=session_id))
+
+    def publish_event(self, event: Event) -> Event:
+        """Hand ``event`` to the backplane; return the stored event."""
+        bad = [name for name in event.fields if not valid_name(name)]
+        if bad:
+            raise UsageError(f"field name {bad[0]!r} cannot be written in every format")
+        return self.backplane.publish(event)
+
+    def publish_from_thread(self, subject: str, fields: Mapping[str, object] | None = None,
+                            **more: object) -> None:
+        """Like :meth:`publish`, callable from any thread (runs in the reactor thread)."""
+        self.reactor.callFromThread(self.publish, subject, fields, **more)
+
+    def call_from_thread(self, function: Any, *args: Any, **kwargs: Any) -> None:
+        """Run ``function(*args, **kwargs)`` in the reactor thread."""
+        self.reactor.callFromThread(function, *args, **kwargs)
+
+    def _receive(self, event: Event) -> None:
+        self.dispatcher.deliver(event, self.clock.seconds())
+
+    # -- resources ----------------------------------------------------------
+
+    def pushlet_resource(self):
+        """The Pushlet protocol ``IResource`` (mount it as ``.../pushlet.srv``)."""
+        from pushpy.web.pushlet import PushletResource
+
+        return PushletResource(self)
+
+    # -- service ------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        self._sweeper = LoopingCall(self.sweep)
+        self._sweeper.clock = self.clock
+        self._sweeper.start(self.config.session_check_millis / 1000.0, now=False)
+        if self.config.sources_activate:
+            for source in self.sources:
+                source.activate(self)
+        self.log.info("pushpy started: {sources} event sources", sources=len(self.sources))
+
+    def stopService(self) -> None:
+        for source in self.sources:
+            try:
+                source.stop()
+            except Exception:
+                self.log.failure("stopping event source {source!r} failed", source=source)
+        self.dispatcher.shutdown()
+        self.scheduler.flush_pending()
+        if self._sweeper is not None and self._sweeper.running:
+            self._sweeper.stop()
+        self.scheduler.stop()
+        return super().stopService()
+
+    def sweep(self) -> None:
+        """End expired sessions (runs every ``session.check.millis``)."""
+        self.dispatcher.expire(self.clock.seconds())
+
+    def _log_end(self, session: Session, reason: EndReason) -> None:
+        self.log.debug("session {session} ended: {reason}", session=session.id,
+                       reason=reason.value)
+
+
+def _merge(fields: Mapping[str, object] | None, more: Mapping[str, object]) -> dict[str, object]:
+    merged = dict(fields or {})
+    merged.update(more)
+    return merged

@@ -1,0 +1,1 @@
+"""The Twisted layer: resources, data channels, timers."""

@@ -1,0 +1,201 @@
+"""The Pushlet protocol endpoint: an ``IResource`` (spec 2 to 8, 14).
+
+Mount it anywhere (``root.putChild(b"pushlet.srv", server.pushlet_resource())``);
+the default site puts it at ``/pushlet/pushlet.srv``.  Every answer but the
+three request errors of spec 2.3 (and refused limits) is HTTP 200.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from pushpy import protocol as P
+from pushpy.core.events import Event, Route
+from pushpy.core.sessions import EndReason, Session
+from pushpy.errors import ClientError
+from pushpy.web.http import client_address, error_page, no_cache, request_params, streaming
+from pushpy.web.pushlet_channels import RefreshChannel, StreamChannel, refresh_url
+from pushpy.wire.escape import valid_name
+from pushpy.wire.pushlet import CODECS, PushletCodec
+
+if TYPE_CHECKING:
+    from pushpy.server import PushServer
+
+Params = dict[str, str]
+Handler = Callable[[Request, Session, Params, float], bytes | int]
+
+
+class PushletResource(Resource):
+    """Serves the Pushlet 2.0.4 protocol for one :class:`~pushpy.server.PushServer`."""
+
+    isLeaf = True
+    log = Logger()
+
+    def __init__(self, server: PushServer) -> None:
+        super().__init__()
+        self.push = server
+        self.handlers: dict[str, Handler] = {
+            P.JOIN: self._join,
+            P.JOIN_LISTEN: self._listen,
+            P.LISTEN: self._listen,
+            P.REFRESH: self._refresh,
+            P.SUBSCRIBE: self._subscribe,
+            P.UNSUBSCRIBE: self._unsubscribe,
+            P.PUBLISH: self._publish,
+            P.HEARTBEAT: self._heartbeat,
+            P.LEAVE: self._leave,
+        }
+
+    def render_GET(self, request: Request) -> bytes | int:
+        return self._handle(request)
+
+    render_POST = render_GET
+
+    def _handle(self, request: Request) -> bytes | int:
+        server = self.push
+        config = server.config
+        now = server.clock.seconds()
+        session = None
+        try:
+            params = request_params(request, limit=config.limit_params,
+                                    max_bytes=config.limit_request_bytes)
+            name = params.get(P.P_EVENT)
+            if not name:
+                raise ClientError(P.NO_EVENT_TYPE, 400)
+            if name.startswith(P.JOIN):
+                session = self._new_session(request, params, now)
+            else:
+                session = server.dispatcher.require(params.get(P.P_ID))
+                server.dispatcher.touch(session, now)
+                session.address = client_address(request)
+            handler = self.handlers.get(name)
+            if handler is None:
+                raise ClientError(P.UNKNOWN_EVENT.format(event=name))
+            return handler(request, session, params, now)
+        except ClientError as e:
+            if e.status is not None or session is None:
+                self.log.debug("refused {uri}: {reason}", uri=request.uri, reason=e.reason)
+                return error_page(request, e.status or 400, e.reason)
+            return self._control(request, session, {P.P_EVENT: P.NACK, P.P_TIME: str(int(now)),
+                                                    P.P_ID: session.id, P.P_REASON: e.reason})
+
+    # -- helpers ----------------------------------------------------------
+
+    def _new_session(self, request: Request, params: Params, now: float) -> Session:
+        fmt = params.get(P.P_FORMAT) or P.FORMAT_JS
+        if fmt not in CODECS:
+            raise ClientError(P.UNSUPPORTED_FORMAT.format(format=fmt), 400)
+        agent = request.getHeader(b"user-agent")
+        return self.push.dispatcher.join(
+            now, format=fmt, user_agent=agent.decode("latin-1").lower() if agent else "unknown",
+            address=client_address(request), params=params)
+
+    def _headers(self, request: Request, session: Session) -> PushletCodec:
+        codec = CODECS[session.format]
+        no_cache(request)
+        request.responseHeaders.setRawHeaders(b"Content-Type", [codec.content_type])
+        if "java" in session.user_agent:
+            request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
+        return codec
+
+    def _control(self, request: Request, session: Session, fields: Params) -> bytes:
+        codec = self._headers(request, session)
+        body = codec.control(fields)
+        request.responseHeaders.setRawHeaders(b"Content-Length", [str(len(body)).encode()])
+        return body
+
+    def _ack(self, name: str, session: Session, now: float, **fields: str) -> Params:
+        return {P.P_EVENT: name, P.P_TIME: str(int(now)), P.P_ID: session.id, **fields}
+
+    # -- control events ---------------------------------------------------
+
+    def _join(self, request: Request, session: Session, params: Params, now: float) -> bytes:
+        return self._control(request, session,
+                             self._ack(P.JOIN_ACK, session, now, p_format=session.format))
+
+    def _subscribe(self, request: Request, session: Session, params: Params, now: float) -> bytes:
+        subscription = self.push.dispatcher.subscribe(
+            session, params.get(P.P_SUBJECT), params.get(P.P_LABEL))
+        ack = self._ack(P.SUBSCRIBE_ACK, session, now, p_subject=subscription.subject,
+                        p_sid=subscription.sid)
+        if subscription.label:
+            ack[P.P_LABEL] = subscription.label
+        return self._control(request, session, ack)
+
+    def _unsubscribe(self, request: Request, session: Session, params: Params, now: float) -> bytes:
+        sid = params.get(P.P_SID)
+        removed = self.push.dispatcher.unsubscribe(session, sid)
+        ack = self._ack(P.UNSUBSCRIBE_ACK, session, now)
+        if sid:
+            subscription = removed[0]
+            ack[P.P_SID] = subscription.sid
+            ack[P.P_SUBJECT] = subscription.subject
+            if subscription.label:
+                ack[P.P_LABEL] = subscription.label
+        return self._control(request, session, ack)
+
+    def _publish(self, request: Request, session: Session, params: Params, now: float) -> bytes:
+        if not params.get(P.P_SUBJECT):
+            raise ClientError(P.NO_SUBJECT)
+        bad = [name for name in params if not valid_name(name)]
+        if bad:
+            raise ClientError(f"invalid field name: {bad[0][:64]}")
+        fields = dict(params)
+        fields[P.P_EVENT] = P.DATA
+        fields[P.P_FROM] = session.id
+        fields.setdefault(P.P_TIME, str(int(now)))
+        target = params.get(P.P_TO)
+        if target:
+            event = Event(fields, route=Route.UNICAST, target=target)
+        else:
+            event = Event(fields)
+        self.push.publish_event(event)
+        return self._control(request, session,
+                             {P.P_EVENT: P.PUBLISH_ACK, P.P_TIME: str(int(now))})
+
+    def _heartbeat(self, request: Request, session: Session, params: Params, now: float) -> bytes:
+        return self._control(request, session, {P.P_EVENT: P.HEARTBEAT_ACK, P.P_TIME: str(int(now))})
+
+    def _leave(self, request: Request, session: Session, params: Params, now: float) -> bytes:
+        self.push.dispatcher.end(session, EndReason.LEAVE)
+        return self._control(request, session, self._ack(P.LEAVE_ACK, session, now))
+
+    # -- data channels ----------------------------------------------------
+
+    def _listen(self, request: Request, session: Session, params: Params, now: float) -> int:
+        dispatcher = self.push.dispatcher
+        subject = params.get(P.P_SUBJECT)
+        subscription = dispatcher.subscribe(session, subject, params.get(P.P_LABEL)) if subject else None
+        mode = dispatcher.listen(session, params.get(P.P_MODE), now)
+        name = P.JOIN_LISTEN_ACK if params[P.P_EVENT] == P.JOIN_LISTEN else P.LISTEN_ACK
+        ack = self._ack(name, session, now, p_mode=mode, p_format=session.format)
+        if subscription is not None:
+            ack[P.P_SID] = subscription.sid
+            if subscription.label:
+                ack[P.P_LABEL] = subscription.label
+        codec = self._headers(request, session)
+        if mode == P.MODE_STREAM:
+            streaming(request)
+            StreamChannel(self.push, request, session, codec).start(ack, now)
+        else:
+            RefreshChannel(self.push, request, session, codec,
+                           refresh_url(request, session.id)).first(ack, now)
+        return NOT_DONE_YET
+
+    def _refresh(self, request: Request, session: Session, params: Params, now: float) -> int:
+        if not session.listening:
+            raise ClientError(P.NOT_LISTENING)
+        codec = self._headers(request, session)
+        streaming(request)
+        ack = {P.P_EVENT: P.REFRESH_ACK, P.P_TIME: str(int(now))}
+        if session.mode == P.MODE_STREAM:
+            StreamChannel(self.push, request, session, codec).start(ack, now)
+            return NOT_DONE_YET
+        RefreshChannel(self.push, request, session, codec,
+                       refresh_url(request, session.id)).start(ack, now)
+        return NOT_DONE_YET

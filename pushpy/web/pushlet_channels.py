@@ -1,0 +1,226 @@
+"""Pushlet data channels: the response of ``listen``, ``join-listen`` and ``refresh``.
+
+:class:`StreamChannel` (mode ``stream``, spec 7.2) keeps one response open:
+ack, ``hb`` with ``p_seq=1``, then events as they come and an ``hb`` after
+each read timeout without data.  :class:`RefreshChannel` (modes ``pull`` and
+``poll``, spec 7.3, 7.4 and fix 14.2.2) answers one complete document ending
+with ``refresh``.  Both notice a client that goes away at once through
+``notifyFinish`` (fix 14.2.4) and write nothing after that.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.python.failure import Failure
+from twisted.web.server import Request
+from zope.interface import implementer
+from twisted.internet.interfaces import IPushProducer
+
+from pushpy import protocol as P
+from pushpy.core.sessions import Delivery, EndReason, Session, SessionState
+from pushpy.wire.pushlet import PushletCodec
+
+if TYPE_CHECKING:
+    from pushpy.server import PushServer
+
+
+class _Channel:
+    __slots__ = ("codec", "deadline", "done", "queued_deadline", "request", "seq", "server",
+                 "session")
+
+    def __init__(self, server: PushServer, request: Request, session: Session,
+                 codec: PushletCodec) -> None:
+        self.server = server
+        self.request = request
+        self.session = session
+        self.codec = codec
+        self.seq = 0
+        self.done = False
+        self.deadline: float | None = None
+        self.queued_deadline: float | None = None
+
+    def _encode(self, items: list[Delivery]) -> list[bytes]:
+        codec = self.codec
+        out = []
+        seq = self.seq
+        for event, subscription in items:
+            seq += 1
+            out.append(codec.data(event, seq, subscription))
+        self.seq = seq
+        return out
+
+    def _heartbeat(self, now: float) -> bytes:
+        self.seq += 1
+        return self.codec.event({P.P_EVENT: P.HEARTBEAT, P.P_TIME: str(int(now)),
+                                 P.P_SEQ: str(self.seq)})
+
+    def _abort(self, now: float) -> bytes:
+        self.seq += 1
+        return self.codec.event({P.P_EVENT: P.ABORT, P.P_TIME: str(int(now)),
+                                 P.P_SEQ: str(self.seq)})
+
+    def _watch(self) -> None:
+        self.session.attach(self)
+        self.request.notifyFinish().addBoth(self._finished)
+
+    def _finished(self, result: object) -> None:
+        """The response is over: finished by us, or the client went away."""
+        self.done = True
+        self.server.scheduler.set(self, None)
+        session = self.session
+        session.detach(self)
+        if (isinstance(result, Failure) and session.state is not SessionState.ENDED
+                and not session.channels and self.server.config.session_end_on_disconnect):
+            self.server.dispatcher.end(session, EndReason.DISCONNECT)
+
+    def _close(self) -> None:
+        if not self.done:
+            self.done = True
+            self.server.scheduler.set(self, None)
+            self.session.detach(self)
+            self.request.finish()
+
+
+@implementer(IPushProducer)
+class StreamChannel(_Channel):
+    """A ``stream``-mode response, open until the session or the client ends it."""
+
+    __slots__ = ("paused",)
+
+    def __init__(self, server: PushServer, request: Request, session: Session,
+                 codec: PushletCodec) -> None:
+        super().__init__(server, request, session, codec)
+        self.paused = False
+
+    def start(self, ack: dict[str, str], now: float) -> None:
+        """Write the ack and the first ``hb``, then wait for events."""
+        self.request.write(self.codec.opening + self.codec.event(ack) + self._heartbeat(now))
+        self._rearm(now)
+        self.request.registerProducer(self, True)
+        self._watch()
+
+    def wake(self) -> None:
+        if not self.done and not self.paused:
+            self.server.scheduler.soon(self)
+
+    def flush(self) -> None:
+        """Write every queued event in one write."""
+        if self.done or self.paused:
+            return
+        now = self.server.clock.seconds()
+        items = self.session.take(now)
+        if items:
+            self.request.write(b"".join(self._encode(items)))
+            self._rearm(now)
+
+    def fire(self, now: float) -> None:
+        """The read timeout passed without data: write an ``hb``."""
+        if self.done:
+            return
+        if self.session.queue and not self.paused:
+            self.flush()
+            return
+        self.session.last_active = self.session.last_alive = now
+        self.request.write(self._heartbeat(now))
+        self._rearm(now)
+
+    def end(self, reason: EndReason) -> None:
+        if self.done:
+            return
+        if reason.aborts:
+            self.request.write(self._abort(self.server.clock.seconds()))
+        self._close()
+
+    def _rearm(self, now: float) -> None:
+        self.server.scheduler.set(self, now + self.server.config.queue_read_timeout_millis / 1000.0)
+
+    # IPushProducer: the transport tells us when the client stops reading.
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        if self.session.queue:
+            self.wake()
+
+    def stopProducing(self) -> None:
+        self.paused = True
+
+
+class RefreshChannel(_Channel):
+    """A ``pull``/``poll`` response: one complete document ending with ``refresh``."""
+
+    __slots__ = ("ack", "url")
+
+    def __init__(self, server: PushServer, request: Request, session: Session,
+                 codec: PushletCodec, url: str) -> None:
+        super().__init__(server, request, session, codec)
+        self.url = url
+        self.ack = b""
+
+    def first(self, ack: dict[str, str], now: float) -> None:
+        """The first response of a pull/poll listen: ack and ``refresh`` only."""
+        self._write(self.codec.opening + self.codec.event(ack) + self._refresh(now))
+
+    def start(self, ack: dict[str, str], now: float) -> None:
+        """A ``refresh``: answer now if anything is queued (or in poll mode), else wait."""
+        self.ack = self.codec.event(ack)
+        if self.session.queue or self.session.mode == P.MODE_POLL:
+            self._respond(self.session.take(now), now)
+            return
+        self.session.last_active = self.session.last_alive = now
+        self.server.scheduler.set(self, now + self.server.config.queue_read_timeout_millis / 1000.0)
+        self._watch()
+
+    def wake(self) -> None:
+        if not self.done:
+            self.server.scheduler.soon(self)
+
+    def flush(self) -> None:
+        if self.done or not self.session.queue:
+            return
+        now = self.server.clock.seconds()
+        self._respond(self.session.take(now), now)
+
+    def fire(self, now: float) -> None:
+        """The read timeout passed: answer with one ``hb``."""
+        if not self.done:
+            self._respond(self.session.take(now), now)
+
+    def end(self, reason: EndReason) -> None:
+        if self.done:
+            return
+        now = self.server.clock.seconds()
+        if reason.aborts:
+            self._write(self.codec.opening + self.ack + self._abort(now) + self.codec.closing)
+        else:
+            self._write(self.codec.opening + self.ack + self._refresh(now))
+
+    def _respond(self, items: list[Delivery], now: float) -> None:
+        body = self._encode(items) if items else [self._heartbeat(now)]
+        self._write(b"".join([self.codec.opening, self.ack, *body, self._refresh(now)]))
+
+    def _refresh(self, now: float) -> bytes:
+        config = self.server.config
+        if self.session.mode == P.MODE_POLL:
+            low, high = config.poll_refresh_wait_min_millis, config.poll_refresh_wait_max_millis
+        else:
+            low, high = config.pull_refresh_wait_min_millis, config.pull_refresh_wait_max_millis
+        return self.codec.refresh(self.url, self.server.random.randint(low, high), now)
+
+    def _write(self, body: bytes) -> None:
+        if self.done:
+            return
+        request = self.request
+        if not request.startedWriting:
+            request.responseHeaders.setRawHeaders(b"Content-Length", [str(len(body)).encode()])
+        request.write(body)
+        self._close()
+
+
+def refresh_url(request: Request, session_id: str) -> str:
+    """``<request path>?p_id=<id>&p_event=refresh`` (spec 7.1)."""
+    path = request.path.decode("latin-1")
+    return f"{path}?{P.P_ID}={session_id}&{P.P_EVENT}={P.REFRESH}"
+

@@ -1,0 +1,97 @@
+"""One reactor timer for every data-channel deadline, and write coalescing.
+
+Channels with a heartbeat or a pull wait set a deadline here instead of
+keeping a ``callLater`` each; the scheduler keeps a single delayed call for
+the earliest one.  Channels woken by new events ask for :meth:`soon`: they
+are flushed together once the reactor has finished the current turn, so
+events published in one turn reach a connection in one write.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from pushpy.core.deadlines import Deadlines
+
+
+class Timed(Protocol):
+    deadline: float | None
+    queued_deadline: float | None
+
+    def fire(self, now: float) -> None: ...
+
+
+class Flushable(Protocol):
+    def flush(self) -> None: ...
+
+
+class Scheduler:
+    """Deadlines and deferred flushes of many channels on one clock."""
+
+    log = Logger()
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self.clock = clock
+        self._deadlines = Deadlines()
+        self._timer: IDelayedCall | None = None
+        self._timer_at: float | None = None
+        self._pending: dict[Any, None] = {}
+        self._flush_call: IDelayedCall | None = None
+
+    def set(self, item: Timed, when: float | None) -> None:
+        """Call ``item.fire(now)`` at ``when`` (``None`` cancels)."""
+        self._deadlines.set(item, when)
+        if when is not None and (self._timer_at is None or when < self._timer_at):
+            self._arm()
+
+    def soon(self, item: Flushable) -> None:
+        """Call ``item.flush()`` once, after the current reactor turn."""
+        self._pending[item] = None
+        if self._flush_call is None:
+            self._flush_call = self.clock.callLater(0, self.flush_pending)
+
+    def flush_pending(self) -> None:
+        """Flush every channel waiting for :meth:`soon` now."""
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        while self._pending:
+            pending = self._pending
+            self._pending = {}
+            for item in pending:
+                try:
+                    item.flush()
+                except Exception:
+                    self.log.failure("flushing {item!r} failed", item=item)
+
+    def stop(self) -> None:
+        """Cancel the reactor timers (pending deadlines stay recorded)."""
+        for call in (self._timer, self._flush_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._timer = self._timer_at = self._flush_call = None
+
+    def _arm(self) -> None:
+        nxt = self._deadlines.next()
+        if self._timer is not None and self._timer.active():
+            if nxt is not None and self._timer_at == nxt:
+                return
+            self._timer.cancel()
+        self._timer = self._timer_at = None
+        if nxt is None:
+            return
+        self._timer_at = nxt
+        self._timer = self.clock.callLater(max(0.0, nxt - self.clock.seconds()), self._run)
+
+    def _run(self) -> None:
+        self._timer = self._timer_at = None
+        now = self.clock.seconds()
+        for item in self._deadlines.due(now):
+            try:
+                item.fire(now)
+            except Exception:
+                self.log.failure("timer of {item!r} failed", item=item)
+        self._arm()

@@ -1,0 +1,1 @@
+"""Wire codecs: pure functions from events to bytes and from requests to parameters."""
