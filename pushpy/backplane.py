@@ -39,6 +39,10 @@ class MemoryBackplane:
     def epoch(self) -> str:
         return self.history_log.epoch
 
+    @property
+    def position(self) -> str:
+        return self.history_log.position
+
     def attach(self, receiver: Receiver) -> None:
         self._receivers.append(receiver)
 

@@ -28,6 +28,7 @@ class IBackplane(Interface):
     """
 
     epoch = Attribute("The id of the current history; changes when it is replaced.")
+    position = Attribute("The resume position (``epoch:offset``) of the newest stored event.")
 
     def attach(receiver):
         """Call ``receiver(event)`` for every event published from now on."""

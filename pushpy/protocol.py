@@ -73,3 +73,10 @@ NO_SUBSCRIPTION = "no subscription for sid={sid}"
 UNKNOWN_EVENT = "unknown event: {event}"
 NOT_LISTENING = "not listening: send listen before refresh"
 QUEUE_OVERFLOW = "queue overflow: {count} events dropped"
+
+# pushpy's own transports (not Pushlet): the session format and local notices.
+FORMAT_JSON = "json"
+#: Notice to a native session: events were dropped on queue overflow.
+GAP = "gap"
+#: Notice to a native session: the outcome of a resume.
+RECOVERY = "recovery"

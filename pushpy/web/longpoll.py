@@ -1,0 +1,165 @@
+"""Long-poll and interval poll of pushpy's own protocol, answering JSON.
+
+Each request carries ``subject``, ``last_event_id`` and, after the first,
+``session``.  A long-poll waits up to the read timeout for events; a poll
+answers at once.  The answer is ``{"session": ..., "position": ...,
+"messages": [...]}``; the client asks again with the new position, so nothing
+is lost between requests, even when the next one reaches a server that never
+saw the session.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from pushpy import protocol as P
+from pushpy.core.sessions import Delivery, EndReason, Session
+from pushpy.errors import ClientError
+from pushpy.web.http import client_address, error_page, no_cache, request_params
+from pushpy.web.native import NativeProtocol
+from pushpy.web.pushlet_channels import _Channel
+from pushpy.wire.native import dumps, event_json
+from pushpy.wire.params import parse_query
+
+if TYPE_CHECKING:
+    from pushpy.server import PushServer
+
+JSON_TYPE = b"application/json; charset=utf-8"
+
+
+class LongPollChannel(_Channel):
+    """One pending long-poll (or an immediate poll) response."""
+
+    __slots__ = ("position",)
+
+    def __init__(self, server: PushServer, request: Request, session: Session,
+                 position: str) -> None:
+        super().__init__(server, request, session, None)  # type: ignore[arg-type]
+        self.position = position
+
+    def start(self, now: float, *, wait: bool) -> None:
+        if self.session.queue or not wait:
+            self._respond(self.session.take(now), now)
+            return
+        self.session.last_active = self.session.last_alive = now
+        self.server.scheduler.set(self, now + self.server.config.queue_read_timeout_millis / 1000.0)
+        self._watch()
+
+    def wake(self) -> None:
+        if not self.done:
+            self.server.scheduler.soon(self)
+
+    def flush(self) -> None:
+        if not self.done and self.session.queue:
+            self._respond(self.session.take(self.server.clock.seconds()), 0.0)
+
+    def fire(self, now: float) -> None:
+        if not self.done:
+            self._respond(self.session.take(now), now)
+
+    def end(self, reason: EndReason) -> None:
+        if not self.done:
+            extra = [dumps({"type": "close", "reason": reason.value})] if reason.aborts else []
+            self._write(self._body([], extra))
+
+    def _respond(self, items: list[Delivery], now: float) -> None:
+        for event, _ in reversed(items):
+            if event.offset is not None:
+                self.position = event.position or self.position
+                break
+        self.session.position = self.position
+        self._write(self._body(items, []))
+
+    def _body(self, items: list[Delivery], extra: list[str]) -> bytes:
+        messages = [event_json(event) for event, _ in items] + extra
+        head = dumps({"session": self.session.id, "position": self.position})
+        return (head[:-1] + ',"messages":[' + ",".join(messages) + "]}").encode()
+
+    def _write(self, body: bytes) -> None:
+        if self.done:
+            return
+        request = self.request
+        request.responseHeaders.setRawHeaders(b"Content-Length", [str(len(body)).encode()])
+        request.write(body)
+        self._close()
+
+
+class LongPollResource(Resource):
+    """``GET .../longpoll`` (waits) or ``GET .../poll`` (answers at once)."""
+
+    isLeaf = True
+
+    def __init__(self, server: PushServer, *, wait: bool) -> None:
+        super().__init__()
+        self.push = server
+        self.protocol = NativeProtocol(server)
+        self.wait = wait
+
+    def render_GET(self, request: Request) -> bytes | int:
+        server = self.push
+        config = server.config
+        now = server.clock.seconds()
+        try:
+            params = request_params(request, limit=config.limit_params,
+                                    max_bytes=config.limit_request_bytes)
+            agent = request.getHeader(b"user-agent")
+            session, position = self.protocol.connect(
+                params, last_event_id=None, address=client_address(request),
+                user_agent=agent.decode("latin-1").lower() if agent else "unknown", now=now)
+        except ClientError as e:
+            return error_page(request, e.status or 400, e.reason)
+        no_cache(request)
+        request.responseHeaders.setRawHeaders(b"Content-Type", [JSON_TYPE])
+        LongPollChannel(server, request, session, position).start(now, wait=self.wait)
+        return NOT_DONE_YET
+
+
+class SendResource(Resource):
+    """``POST .../send?session=ID``: client messages for the HTTP transports.
+
+    The body is one JSON message or an array of them; the answer is the array
+    of replies (``ack``/``nack``), in order.
+    """
+
+    isLeaf = True
+
+    def __init__(self, server: PushServer) -> None:
+        super().__init__()
+        self.push = server
+        self.protocol = NativeProtocol(server)
+
+    def render_POST(self, request: Request) -> bytes:
+        server = self.push
+        config = server.config
+        now = server.clock.seconds()
+        try:
+            params = parse_query(request.uri.partition(b"?")[2], limit=config.limit_params)
+            session = server.dispatcher.find(params.get("session"))
+            if session is None or session.format != P.FORMAT_JSON:
+                raise ClientError(f"Invalid or expired session: {params.get('session', '')[:64]}", 404)
+            request.content.seek(0, 2)
+            if request.content.tell() > config.limit_request_bytes:
+                raise ClientError("Request too large", 413)
+            request.content.seek(0)
+            try:
+                payload = json.loads(request.content.read().decode("utf-8"))
+            except (UnicodeDecodeError, ValueError):
+                raise ClientError("body is not valid UTF-8 JSON", 400) from None
+        except ClientError as e:
+            return error_page(request, e.status or 400, e.reason)
+        messages: list[Any] = payload if isinstance(payload, list) else [payload]
+        if len(messages) > config.limit_params:
+            return error_page(request, 400, f"too many messages (at most {config.limit_params})")
+        replies = []
+        for message in messages:
+            if not isinstance(message, dict):
+                replies.append({"type": "nack", "reason": "message must be a JSON object"})
+                continue
+            replies.append(self.protocol.handle(session, message, now))
+        no_cache(request)
+        request.responseHeaders.setRawHeaders(b"Content-Type", [JSON_TYPE])
+        return ("[" + ",".join(dumps(reply) for reply in replies) + "]").encode()

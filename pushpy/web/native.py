@@ -1,0 +1,168 @@
+"""pushpy's own protocol over HTTP: connect, resume and client messages.
+
+:class:`NativeProtocol` is shared by every native transport (SSE, XHR
+streaming, hidden iframe, long-poll, poll, WebSocket).  A client connects with
+its subjects and, when it comes back, its last event id; it gets exactly the
+events it missed from history, then live ones.  Resuming needs only the id,
+not the old session: a session found by ``session=`` is reused (its queued
+unicasts are kept), otherwise a new one is made.  See ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pushpy import protocol as P
+from pushpy.core.events import Event, Route, make_event
+from pushpy.core.history import parse_position
+from pushpy.core.sessions import EndReason, Session, SessionState
+from pushpy.core.subjects import Subscription
+from pushpy.errors import ClientError
+from pushpy.wire.escape import valid_name
+from pushpy.wire.native import string_fields
+
+if TYPE_CHECKING:
+    from pushpy.server import PushServer
+
+
+class NativeProtocol:
+    """Sessions and messages of pushpy's own transports."""
+
+    def __init__(self, server: PushServer) -> None:
+        self.server = server
+
+    def connect(self, params: Mapping[str, str], *, last_event_id: str | None, address: str,
+                user_agent: str, now: float) -> tuple[Session, str]:
+        """The session for a (re)connecting client and the position it resumes from.
+
+        ``params`` may hold ``session`` (an id to continue), ``subject`` (a
+        comma list) and ``last_event_id`` (which wins over the header value).
+        Missed events and a ``recovery`` notice are queued on the session.
+        """
+        dispatcher = self.server.dispatcher
+        session = dispatcher.find(params.get("session"))
+        if session is not None and session.format != P.FORMAT_JSON:
+            session = None  # never continue a Pushlet session here
+        token = params.get("last_event_id") or last_event_id
+        if session is None:
+            session = dispatcher.join(now, format=P.FORMAT_JSON, user_agent=user_agent,
+                                      address=address, params=params)
+            try:
+                subject = params.get("subject")
+                if subject:
+                    dispatcher.subscribe(session, subject)
+            except ClientError as e:
+                dispatcher.end(session, EndReason.LEAVE)
+                raise ClientError(e.reason, 400) from None
+            dispatcher.listen(session, P.MODE_STREAM, now)
+        else:
+            dispatcher.touch(session, now)
+        position = self.server.backplane.position
+        if token:
+            position = self.resume(session, token, list(session.subscriptions.values()), now)
+        return session, position
+
+    def resume(self, session: Session, token: str, subscriptions: list[Subscription],
+               now: float) -> str:
+        """Queue what ``session`` missed after ``token`` on ``subscriptions``; return the position."""
+        recovery = self.server.backplane.since(
+            token, lambda subject: any(s.matches(subject) for s in subscriptions))
+        parsed = parse_position(token)
+        after = parsed[1] if parsed else 0
+        recovered_offsets = {event.offset for event in recovery.events}
+        kept = [item for item in session.queue.drain()
+                if item[0].offset is None
+                or (item[0].offset > after and item[0].offset not in recovered_offsets)]
+        fields = {"recovered": "true" if recovery.recovered else "false",
+                  "count": str(len(recovery.events))}
+        if recovery.reason:
+            fields[P.P_REASON] = recovery.reason
+        queue = session.queue
+        queue.put((make_event(P.RECOVERY, now, **fields), None))
+        for event in recovery.events:
+            queue.put((event, _matching(subscriptions, event.subject)))
+        for item in kept:
+            queue.put(item)
+        if session.channels:
+            session.channels[-1].wake()
+        usable = parsed is not None and recovery.reason not in ("unknown epoch",
+                                                                "position ahead of history")
+        return token if usable else self.server.backplane.position
+
+    def handle(self, session: Session, message: Mapping[str, Any], now: float) -> dict[str, Any]:
+        """Answer one client message (``subscribe``, ``unsubscribe``, ``publish``, ``hb``)."""
+        ref = message.get("ref")
+        reply: dict[str, Any] = {"type": "ack"}
+        if ref is not None:
+            reply["ref"] = ref if isinstance(ref, str | int) else str(ref)
+        try:
+            if session.state is SessionState.ENDED:
+                raise ClientError("session ended")
+            self.server.dispatcher.touch(session, now)
+            kind = message.get("type")
+            if kind == "subscribe":
+                reply.update(self._subscribe(session, message, now))
+            elif kind == "unsubscribe":
+                reply.update(self._unsubscribe(session, message))
+            elif kind == "publish":
+                reply.update(self._publish(session, message))
+            elif kind == "hb":
+                reply["op"] = "hb"
+            else:
+                raise ClientError(f"unknown message type: {str(kind)[:40]}")
+        except ClientError as e:
+            reply["type"] = "nack"
+            reply["reason"] = e.reason
+        return reply
+
+    def _subscribe(self, session: Session, message: Mapping[str, Any], now: float) -> dict[str, Any]:
+        subject = message.get("subject")
+        if not isinstance(subject, str):
+            raise ClientError(P.NO_SUBJECT)
+        subscription = self.server.dispatcher.subscribe(session, subject)
+        token = message.get("last_event_id")
+        if isinstance(token, str) and token:
+            self.resume(session, token, [subscription], now)
+        return {"op": "subscribe", "subject": subject}
+
+    def _unsubscribe(self, session: Session, message: Mapping[str, Any]) -> dict[str, Any]:
+        subject = message.get("subject")
+        dispatcher = self.server.dispatcher
+        if subject is None:
+            dispatcher.unsubscribe(session)
+        else:
+            sids = [sid for sid, s in session.subscriptions.items() if s.subject == subject]
+            if not sids:
+                raise ClientError(f"not subscribed to {str(subject)[:80]}")
+            for sid in sids:
+                dispatcher.unsubscribe(session, sid)
+        return {"op": "unsubscribe", "subject": subject}
+
+    def _publish(self, session: Session, message: Mapping[str, Any]) -> dict[str, Any]:
+        subject = message.get("subject")
+        target = message.get("to")
+        if not isinstance(subject, str) or not subject:
+            raise ClientError(P.NO_SUBJECT)
+        fields = string_fields(message.get("fields"))
+        bad = [name for name in fields if not valid_name(name)]
+        if bad:
+            raise ClientError(f"invalid field name: {bad[0][:64]}")
+        now = self.server.clock.seconds()
+        out = {P.P_EVENT: P.DATA, P.P_TIME: str(int(now)), **fields,
+               P.P_SUBJECT: subject, P.P_FROM: session.id}
+        out[P.P_EVENT] = P.DATA
+        if isinstance(target, str) and target:
+            event = Event(out, route=Route.UNICAST, target=target)
+        else:
+            event = Event(out)
+        stored = self.server.publish_event(event)
+        return {"op": "publish", "id": getattr(stored, "position", None)}
+
+
+def _matching(subscriptions: list[Subscription], subject: str | None) -> Subscription | None:
+    for subscription in subscriptions:
+        if subscription.matches(subject):
+            return subscription
+    return None
+

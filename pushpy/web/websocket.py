@@ -1,0 +1,177 @@
+"""WebSocket transport of pushpy's own protocol, on autobahn.
+
+One text frame carries one JSON message, or a JSON array of the messages
+flushed in one reactor turn.  The client sends ``subscribe`` (with an optional
+``last_event_id`` to resume), ``unsubscribe``, ``publish`` and ``hb``
+messages; subjects and a last event id may also be given in the URL query.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from pushpy.core.sessions import EndReason, Session, SessionState
+from pushpy.errors import ClientError
+from pushpy.web.native import NativeProtocol
+from pushpy.wire.native import dumps, event_json, parse_message
+
+if TYPE_CHECKING:
+    from pushpy.server import PushServer
+
+
+@implementer(IPushProducer)
+class WebSocketChannel:
+    """The data channel of one WebSocket connection."""
+
+    __slots__ = ("connection", "deadline", "done", "paused", "queued_deadline", "server",
+                 "session")
+
+    def __init__(self, server: PushServer, connection: PushpyWebSocket, session: Session) -> None:
+        self.server = server
+        self.connection = connection
+        self.session = session
+        self.done = False
+        self.paused = False
+        self.deadline: float | None = None
+        self.queued_deadline: float | None = None
+
+    def start(self, position: str, now: float) -> None:
+        self.connection.send_text(dumps({
+            "type": "open", "session": self.session.id, "position": position,
+            "heartbeat": self.server.config.queue_read_timeout_millis / 1000.0}))
+        self._rearm(now)
+        self.session.attach(self)
+
+    def wake(self) -> None:
+        if not self.done and not self.paused:
+            self.server.scheduler.soon(self)
+
+    def flush(self) -> None:
+        if self.done or self.paused:
+            return
+        now = self.server.clock.seconds()
+        items = self.session.take(now)
+        if not items:
+            return
+        for event, _ in reversed(items):
+            if event.offset is not None:
+                self.session.position = event.position
+                break
+        texts = [event_json(event) for event, _ in items]
+        self.connection.send_text(texts[0] if len(texts) == 1 else "[" + ",".join(texts) + "]")
+        self._rearm(now)
+
+    def fire(self, now: float) -> None:
+        if self.done:
+            return
+        if self.session.queue and not self.paused:
+            self.flush()
+            return
+        self.session.last_active = self.session.last_alive = now
+        self.connection.send_text('{"type":"hb"}')
+        self._rearm(now)
+
+    def end(self, reason: EndReason) -> None:
+        if self.done:
+            return
+        self.connection.send_text(dumps({"type": "close", "reason": reason.value}))
+        self.close()
+        self.connection.sendClose(1001 if reason is EndReason.SHUTDOWN else 1000, reason.value)
+
+    def close(self) -> None:
+        """The connection is gone: stop writing, forget the channel."""
+        if self.done:
+            return
+        self.done = True
+        self.server.scheduler.set(self, None)
+        self.session.detach(self)
+        if self.session.state is not SessionState.ENDED:
+            self.session.last_active = self.server.clock.seconds()
+
+    def _rearm(self, now: float) -> None:
+        self.server.scheduler.set(self, now + self.server.config.queue_read_timeout_millis / 1000.0)
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        if self.session.queue:
+            self.wake()
+
+    def stopProducing(self) -> None:
+        self.paused = True
+
+
+class PushpyWebSocket(WebSocketServerProtocol):
+    """Translates WebSocket frames into :class:`NativeProtocol` calls."""
+
+    log = Logger()
+    channel: WebSocketChannel | None = None
+    params: dict[str, str]
+    last_event_id: str | None = None
+
+    def onConnect(self, request: Any) -> None:
+        self.params = {k: v[0] for k, v in request.params.items() if v}
+        self.last_event_id = request.headers.get("last-event-id")
+
+    def onOpen(self) -> None:
+        server: PushServer = self.factory.push
+        now = server.clock.seconds()
+        try:
+            session, position = self.factory.native.connect(
+                self.params, last_event_id=self.last_event_id,
+                address=getattr(self.transport.getPeer(), "host", ""),
+                user_agent=(self.http_headers.get("user-agent") or "unknown").lower(), now=now)
+        except ClientError as e:
+            self.send_text(dumps({"type": "close", "reason": e.reason}))
+            self.sendClose(1008, e.reason[:120])
+            return
+        self.channel = WebSocketChannel(server, self, session)
+        self.transport.registerProducer(self.channel, True)
+        self.channel.start(position, now)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        channel = self.channel
+        if channel is None or channel.done:
+            return
+        server: PushServer = self.factory.push
+        try:
+            message = parse_message(payload, max_bytes=server.config.limit_request_bytes)
+        except ClientError as e:
+            self.send_text(dumps({"type": "nack", "reason": e.reason}))
+            return
+        reply = self.factory.native.handle(channel.session, message, server.clock.seconds())
+        self.send_text(dumps(reply))
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self.channel is not None:
+            self.channel.close()
+            try:
+                self.transport.unregisterProducer()
+            except Exception:
+                pass
+
+    def send_text(self, text: str) -> None:
+        """Send one text frame."""
+        self.sendMessage(text.encode("utf-8"), isBinary=False)
+
+
+def websocket_resource(server: PushServer) -> WebSocketResource:
+    """``.../ws``: the WebSocket endpoint, mounted in the same site."""
+    factory = WebSocketServerFactory()
+    factory.protocol = PushpyWebSocket
+    factory.push = server
+    factory.native = NativeProtocol(server)
+    factory.setProtocolOptions(maxMessagePayloadSize=server.config.limit_request_bytes,
+                               maxFramePayloadSize=server.config.limit_request_bytes)
+    return WebSocketResource(factory)
+
+
+__all__ = ["PushpyWebSocket", "WebSocketChannel", "websocket_resource"]
