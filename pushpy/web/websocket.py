@@ -134,7 +134,10 @@ class PushpyWebSocket(WebSocketServerProtocol):
             self.sendClose(1008, e.reason[:120])
             return
         self.channel = WebSocketChannel(server, self, session)
-        self.transport.registerProducer(self.channel, True)
+        transport = self.transport
+        if getattr(transport, "producer", None) is not None:
+            transport.unregisterProducer()  # the HTTP channel that handed the socket over
+        transport.registerProducer(self.channel, True)
         self.channel.start(position, now)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
