@@ -9,6 +9,7 @@ are accepted and ignored.  This module has no Twisted import.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -65,6 +66,18 @@ class Config:
     history_ttl_secs: float = 600.0
     #: Subjects with a history at most; the least recently used is forgotten.
     history_max_subjects: int = 100_000
+    # -- pushpy's own transports (SSE, WebSocket, XHR streaming, iframe, long-poll, poll) --
+    #: Events a native session may hold while its client is away or not reading.
+    native_queue_size: int = 1_000
+    #: Lease of a native session with no open connection, in seconds.
+    native_session_timeout_secs: float = 60.0
+    #: A streaming response is closed (the client reconnects and resumes) after this many bytes.
+    stream_max_bytes: int = 1_048_576
+    #: SSE ``retry:`` sent to browsers, in milliseconds.
+    sse_retry_millis: int = 2_000
+    #: Interval a ``poll`` client waits between requests, in milliseconds.
+    poll_interval_millis: int = 3_000
+
     limit_subscriptions: int = 100
     limit_subject_length: int = 256
     limit_subjects_per_subscription: int = 32
@@ -105,7 +118,7 @@ class Config:
             field = known.get(name)
             if field is None:
                 if strict:
-                    raise UsageError(f"unknown configuration key {key!r}")
+                    raise UsageError(unknown_key_message(key))
                 continue
             kwargs[name] = _convert(key, field, raw)
         return cls(**kwargs)
@@ -149,10 +162,31 @@ def parse_properties(text: str) -> dict[str, str]:
     return out
 
 
-def load_config(path: str | Path | None = None, **overrides: object) -> Config:
-    """The config from a properties file (or defaults), with ``overrides`` applied."""
-    config = Config.from_mapping(load_properties(path)) if path else Config()
+def load_config(path: str | Path | None = None, *, settings: Mapping[str, str] | None = None,
+                strict: bool = False, **overrides: object) -> Config:
+    """The config from a properties file (or defaults), then ``settings``, then ``overrides``.
+
+    :param settings: ``key: value`` strings that win over the file's (``twistd pushpy --set``).
+    :param strict: refuse unknown keys in the file and in ``settings``.
+    :param overrides: attribute values (``session_timeout_mins=1``) applied last.
+    """
+    values = load_properties(path) if path else {}
+    values.update(settings or {})
+    config = Config.from_mapping(values, strict=strict) if values else Config()
     return config.replace(**overrides) if overrides else config
+
+
+def known_keys() -> list[str]:
+    """Every configuration key pushpy reads, dotted (``session.timeout.mins``)."""
+    return [_key(f.name) for f in fields(Config)]
+
+
+def unknown_key_message(key: str) -> str:
+    """An error text for an unknown key, naming the closest known keys."""
+    close = difflib.get_close_matches(key.strip().replace("-", ".").replace("_", "."), known_keys(), n=3)
+    hint = f"; did you mean {' or '.join(repr(k) for k in close)}?" if close else \
+        " (see the pushlet.properties keys in the README)"
+    return f"unknown configuration key {key!r}{hint}"
 
 
 def _continues(line: str) -> bool:
@@ -161,22 +195,21 @@ def _continues(line: str) -> bool:
 
 
 def _split_pair(line: str) -> tuple[str, str]:
-    key_chars = []
+    """Key and value of a logical line; escapes work in both, trailing spaces stay (as in Java)."""
     i = 0
     while i < len(line):
         ch = line[i]
-        if ch == "\\" and i + 1 < len(line):
-            key_chars.append(line[i + 1])
+        if ch == "\\":
             i += 2
             continue
-        if ch in "=: \t":
+        if ch in "=: \t\f":
             break
-        key_chars.append(ch)
         i += 1
-    rest = line[i:].lstrip(" \t")
+    key = line[:i]
+    rest = line[i:].lstrip(" \t\f")
     if rest[:1] in ("=", ":"):
-        rest = rest[1:].lstrip(" \t")
-    return "".join(key_chars), _unescape(rest.rstrip())
+        rest = rest[1:].lstrip(" \t\f")
+    return _unescape(key), _unescape(rest)
 
 
 def _unescape(value: str) -> str:

@@ -119,6 +119,27 @@ class PushServer(Service):
 
         return PushletResource(self)
 
+    def resources(self) -> dict[bytes, Any]:
+        """Every endpoint by the name to mount it under (beside the web root).
+
+        ``pushlet.srv`` is the Pushlet protocol; the others are pushpy's own
+        transports (see ``docs/protocol.md``).
+        """
+        from pushpy.web.longpoll import LongPollResource, SendResource
+        from pushpy.web.streams import iframe_resource, sse_resource, xhr_resource
+        from pushpy.web.websocket import websocket_resource
+
+        return {
+            b"pushlet.srv": self.pushlet_resource(),
+            b"sse": sse_resource(self),
+            b"xhr": xhr_resource(self),
+            b"iframe": iframe_resource(self),
+            b"longpoll": LongPollResource(self, wait=True),
+            b"poll": LongPollResource(self, wait=False),
+            b"send": SendResource(self),
+            b"ws": websocket_resource(self),
+        }
+
     # -- service ------------------------------------------------------------
 
     def startService(self) -> None:

@@ -26,13 +26,10 @@ from pushpy.interfaces import ISessionIdPolicy
 
 
 def select_mode(requested: str | None, user_agent: str, config: Config) -> str:
-    """The effective mode of a listen (spec 7.5, minus nothing)."""
-    if config.listen_force_pull_all:
+    """The effective mode of a listen (spec 7.5): a listed agent gets pull whatever it asked."""
+    if config.listen_force_pull_all or any(a in user_agent for a in config.listen_force_pull_agents):
         return P.MODE_PULL
-    mode = requested if requested in P.MODES else P.MODE_STREAM
-    if mode == P.MODE_STREAM and any(a in user_agent for a in config.listen_force_pull_agents):
-        return P.MODE_PULL
-    return mode
+    return requested if requested in P.MODES else P.MODE_STREAM
 
 
 class Stats:
@@ -66,7 +63,11 @@ class Dispatcher:
 
     def join(self, now: float, *, format: str = P.FORMAT_JS, user_agent: str = "unknown",
              address: str = "", params: Mapping[str, str] | None = None) -> Session:
-        """Create and register a session (spec 2.3 step 2)."""
+        """Create and register a session (spec 2.3 step 2).
+
+        Sessions of pushpy's own transports (``format="json"``) get the
+        ``native.*`` lease and queue size instead of Pushlet's.
+        """
         config = self.config
         if len(self.sessions) >= config.sessionmanager_maxsessions:
             raise ClientError("Too many sessions: try again later", 503)
@@ -78,8 +79,11 @@ class Dispatcher:
             raise ClientError("Invalid session id chosen by the id policy", 400)
         if session_id in self.sessions:
             raise ClientError(f"Session id in use: {session_id}", 400)
-        session = Session(session_id, format=format, user_agent=user_agent, address=address,
-                          now=now, timeout=config.session_timeout, queue_size=config.queue_size)
+        native = format == P.FORMAT_JSON
+        session = Session(
+            session_id, format=format, user_agent=user_agent, address=address, now=now,
+            timeout=config.native_session_timeout_secs if native else config.session_timeout,
+            queue_size=config.native_queue_size + 1 if native else config.queue_size)
         self.sessions[session_id] = session
         self._by_address[address] = self._by_address.get(address, 0) + 1
         self._leases.set(session, session.expires_at)
@@ -230,6 +234,8 @@ class Dispatcher:
         return True
 
     def _liveness(self, session: Session) -> float:
+        if session.format == P.FORMAT_JSON:
+            return session.timeout
         if session.mode == P.MODE_POLL:
             return self.config.poll_refresh_timeout_millis / 1000.0
         return self.config.pull_refresh_timeout_millis / 1000.0

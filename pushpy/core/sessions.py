@@ -127,8 +127,11 @@ class Session:
         dropped = self.queue.dropped
         if dropped:
             self.queue.dropped = 0
-            notice = make_event(P.NACK, now, p_id=self.id,
-                                p_reason=P.QUEUE_OVERFLOW.format(count=dropped))
+            reason = P.QUEUE_OVERFLOW.format(count=dropped)
+            if self.format == P.FORMAT_JSON:
+                notice = make_event(P.GAP, now, p_reason=reason, dropped=str(dropped))
+            else:
+                notice = make_event(P.NACK, now, p_id=self.id, p_reason=reason)
             items.insert(0, (notice, None))
         return items
 

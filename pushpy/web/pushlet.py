@@ -72,7 +72,6 @@ class PushletResource(Resource):
             else:
                 session = server.dispatcher.require(params.get(P.P_ID))
                 server.dispatcher.touch(session, now)
-                session.address = client_address(request)
             handler = self.handlers.get(name)
             if handler is None:
                 raise ClientError(P.UNKNOWN_EVENT.format(event=name))

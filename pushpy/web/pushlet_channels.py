@@ -67,19 +67,28 @@ class _Channel:
     def _finished(self, result: object) -> None:
         """The response is over: finished by us, or the client went away."""
         self.done = True
-        self.server.scheduler.set(self, None)
+        server = self.server
+        server.scheduler.set(self, None)
         session = self.session
         session.detach(self)
-        if (isinstance(result, Failure) and session.state is not SessionState.ENDED
-                and not session.channels and self.server.config.session_end_on_disconnect):
-            self.server.dispatcher.end(session, EndReason.DISCONNECT)
+        if session.state is SessionState.ENDED:
+            return
+        # An open data channel keeps the session alive: the lease runs from its end.
+        session.last_active = server.clock.seconds()
+        if (isinstance(result, Failure) and not session.channels
+                and session.format != P.FORMAT_JSON
+                and server.config.session_end_on_disconnect):
+            server.dispatcher.end(session, EndReason.DISCONNECT)
 
     def _close(self) -> None:
         if not self.done:
             self.done = True
             self.server.scheduler.set(self, None)
             self.session.detach(self)
-            self.request.finish()
+            request = self.request
+            if request.producer is self:
+                request.unregisterProducer()
+            request.finish()
 
 
 @implementer(IPushProducer)
@@ -101,7 +110,11 @@ class StreamChannel(_Channel):
         self._watch()
 
     def wake(self) -> None:
-        if not self.done and not self.paused:
+        if self.done or self.paused:
+            return
+        if _full(self.session):
+            self.flush()  # now: waiting for the end of the turn would drop events
+        else:
             self.server.scheduler.soon(self)
 
     def flush(self) -> None:
@@ -174,7 +187,11 @@ class RefreshChannel(_Channel):
         self._watch()
 
     def wake(self) -> None:
-        if not self.done:
+        if self.done:
+            return
+        if _full(self.session):
+            self.flush()  # now: waiting for the end of the turn would drop events
+        else:
             self.server.scheduler.soon(self)
 
     def flush(self) -> None:
@@ -217,6 +234,12 @@ class RefreshChannel(_Channel):
             request.responseHeaders.setRawHeaders(b"Content-Length", [str(len(body)).encode()])
         request.write(body)
         self._close()
+
+
+def _full(session: Session) -> bool:
+    """Whether the next event for ``session`` would overflow its queue."""
+    queue = session.queue
+    return len(queue) >= queue.capacity
 
 
 def refresh_url(request: Request, session_id: str) -> str:

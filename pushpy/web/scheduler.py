@@ -44,7 +44,10 @@ class Scheduler:
     def set(self, item: Timed, when: float | None) -> None:
         """Call ``item.fire(now)`` at ``when`` (``None`` cancels)."""
         self._deadlines.set(item, when)
-        if when is not None and (self._timer_at is None or when < self._timer_at):
+        if when is None:
+            if self._timer is not None and self._deadlines.next() is None:
+                self._arm()  # nothing left to wait for: cancel the timer
+        elif self._timer_at is None or when < self._timer_at:
             self._arm()
 
     def soon(self, item: Flushable) -> None:
