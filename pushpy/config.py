@@ -144,7 +144,7 @@ def parse_properties(text: str) -> dict[str, str]:
     out: dict[str, str] = {}
     logical = ""
     for raw in text.splitlines():
-        line = raw.lstrip() if not logical else raw.lstrip()
+        line = raw.lstrip()
         if not logical and (not line or line[0] in "#!"):
             continue
         if _continues(line):
@@ -183,9 +183,10 @@ def known_keys() -> list[str]:
 
 def unknown_key_message(key: str) -> str:
     """An error text for an unknown key, naming the closest known keys."""
-    close = difflib.get_close_matches(key.strip().replace("-", ".").replace("_", "."), known_keys(), n=3)
+    dotted = key.strip().replace("-", ".").replace("_", ".")
+    close = difflib.get_close_matches(dotted, known_keys(), n=2, cutoff=0.75)
     hint = f"; did you mean {' or '.join(repr(k) for k in close)}?" if close else \
-        " (see the pushlet.properties keys in the README)"
+        " (pushpy/config.py lists the keys)"
     return f"unknown configuration key {key!r}{hint}"
 
 

@@ -16,10 +16,28 @@ from twisted.web.util import Redirect
 
 from pushpy.errors import UsageError
 from pushpy.server import PushServer
+from pushpy.web.http import LenientHTTPChannel
 
 DEFAULT_ROOT = "/pushlet/"
-#: The web root shipped in the repository (demo pages and pushpy.js).
-DEFAULT_WEBROOT = Path(__file__).resolve().parent.parent.parent / "webroot"
+_PACKAGE = Path(__file__).resolve().parent.parent
+
+
+def find_webroot(package: Path = _PACKAGE) -> Path:
+    """The demo web root: ``pushpy/_webroot`` when installed, else the checkout's ``webroot/``.
+
+    ``setup.cfg`` ships the repository's ``webroot/`` folder as the package
+    data ``pushpy/_webroot`` (a ``package_dir`` mapping, nothing is copied in
+    the tree), so a wheel or ``pip install .`` carries it; a source checkout
+    has no ``pushpy/_webroot`` and serves ``webroot/`` directly.
+
+    :param package: the ``pushpy`` package folder.
+    """
+    installed = package / "_webroot"
+    return installed if installed.is_dir() else package.parent / "webroot"
+
+
+#: The web root shipped with pushpy (demo pages and the client scripts).
+DEFAULT_WEBROOT = find_webroot()
 
 
 def normalize_root(root: str) -> list[bytes]:
@@ -38,7 +56,8 @@ def build_resource(server: PushServer, *, webroot: str | Path | None = None,
         mount: Resource = File(str(folder))
     else:
         mount = Resource()
-    mount.putChild(b"pushlet.srv", server.pushlet_resource())
+    for name, resource in server.resources().items():
+        mount.putChild(name, resource)
     segments = normalize_root(root)
     if not segments:
         return mount
@@ -57,4 +76,5 @@ def build_site(server: PushServer, **kwargs: object) -> Site:
     """A :class:`~twisted.web.server.Site` serving :func:`build_resource`."""
     site = Site(build_resource(server, **kwargs))
     site.displayTracebacks = False
+    site.protocol = LenientHTTPChannel  # raw spaces in queries (spec 14.1.3)
     return site
