@@ -16,7 +16,8 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
+from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from pushpy.backplane import MemoryBackplane
@@ -152,18 +153,28 @@ class PushServer(Service):
                 source.activate(self)
         self.log.info("pushpy started: {sources} event sources", sources=len(self.sources))
 
-    def stopService(self) -> None:
+    def stopService(self) -> Deferred[None] | None:
+        """Stop sources, end every session with ``abort`` (spec 14.1.25).
+
+        When sessions were ended, the result is a Deferred that fires one
+        reactor turn later, so twistd lets the transports send the ``abort``
+        bytes before it drops the connections.
+        """
         for source in self.sources:
             try:
                 source.stop()
             except Exception:
                 self.log.failure("stopping event source {source!r} failed", source=source)
+        had_sessions = bool(self.dispatcher.sessions)
         self.dispatcher.shutdown()
         self.scheduler.flush_pending()
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stop()
         self.scheduler.stop()
-        return super().stopService()
+        super().stopService()
+        if had_sessions:
+            return deferLater(self.clock, 0, lambda: None)
+        return None
 
     def sweep(self) -> None:
         """End expired sessions (runs every ``session.check.millis``)."""

@@ -150,6 +150,7 @@ def test_expiry_while_refresh_pending_writes_abort_and_document_end():
     assert names(events) == ["refresh-ack", "abort"]
     assert events[1]["p_seq"] == "1"
     server.stopService()
+    _settle(server)
     assert reactor.getDelayedCalls() == []
 
 
@@ -160,6 +161,7 @@ def test_shutdown_while_refresh_pending_writes_abort_and_document_end():
     sid = pull_session(server)
     pending = refresh(server, sid)
     server.stopService()
+    _settle(server)
     assert pending.finished
     assert names(document_events(pending.body)) == ["refresh-ack", "abort"]
     assert reactor.getDelayedCalls() == []
@@ -212,3 +214,8 @@ def test_burst_larger_than_queue_answers_pending_refresh_when_queue_fills():
     rest = [e for e in document_events(answer.body) if e["p_event"] != "refresh"]
     assert [e["p_event"] for e in rest] == ["refresh-ack"] + ["data"] * 7
     assert [e["n"] for e in rest[1:]] == [str(n) for n in range(23, 30)]
+
+
+def _settle(server):
+    """Let the turn that ``stopService`` waits for (so aborts reach the sockets) pass."""
+    server.clock.advance(0)

@@ -35,6 +35,7 @@ def test_sweeper_ends_expired_session_within_check_interval():
     assert ended == [(305, EndReason.EXPIRED)]
     assert sid not in server.dispatcher.sessions
     server.stopService()
+    _settle(server)
 
 
 def test_every_request_renews_the_lease():
@@ -49,6 +50,7 @@ def test_every_request_renews_the_lease():
     reactor.pump([10] * 2)  # t = 510
     assert sid not in server.dispatcher.sessions
     server.stopService()
+    _settle(server)
 
 
 def test_stop_service_aborts_every_open_channel_and_leaves_no_delayed_calls():
@@ -63,6 +65,7 @@ def test_stop_service_aborts_every_open_channel_and_leaves_no_delayed_calls():
     assert len(reactor.getDelayedCalls()) == 3  # sweeper, shared timer, flush
     with capturedLogs() as logs:
         server.stopService()
+        _settle(server)
     for client in streams:
         assert client.finished
         assert client.events()[-1]["p_event"] == "abort"
@@ -167,3 +170,8 @@ def test_session_limit_per_address_frees_slot_after_address_change():
     again = open_request(server, "p_event=join&p_format=xml", peer="10.0.0.1")
     assert again.code == 200
     assert again.names() == ["join-ack"]
+
+
+def _settle(server):
+    """Let the turn that ``stopService`` waits for (so aborts reach the sockets) pass."""
+    server.clock.advance(0)

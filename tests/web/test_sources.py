@@ -218,6 +218,7 @@ def test_server_activates_sources_at_start_and_stops_them_at_shutdown():
     clock.advance(1.5)
     assert [fields["n"] for fields in received(server, session)] == ["0"]
     server.stopService()
+    _settle(server)
     assert not source.active
     assert clock.getDelayedCalls() == []
 
@@ -230,6 +231,7 @@ def test_server_leaves_sources_idle_when_sources_activate_is_false():
     server.startService()
     assert not source.active
     server.stopService()
+    _settle(server)
     assert clock.getDelayedCalls() == []
 
 
@@ -427,3 +429,8 @@ def test_load_sources_refuses_a_missing_file(tmp_path):
     path = tmp_path / "missing.properties"
     with pytest.raises(UsageError, match="missing.properties"):
         load_sources(path)
+
+
+def _settle(server):
+    """Let the turn that ``stopService`` waits for (so aborts reach the sockets) pass."""
+    server.clock.advance(0)

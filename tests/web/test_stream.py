@@ -75,6 +75,7 @@ def test_heartbeats_renew_lease_while_stream_is_open():
     assert client.names().count("hb") == 31
     assert not client.finished
     server.stopService()
+    _settle(server)
 
 
 def test_kept_session_expires_lease_after_stream_closes():
@@ -93,6 +94,7 @@ def test_kept_session_expires_lease_after_stream_closes():
     reactor.pump([1] * 2)  # t = 336: lease ended at 335, swept within session.check.millis
     assert ends == [(sid, EndReason.EXPIRED)]
     server.stopService()
+    _settle(server)
 
 
 def test_disconnect_ends_session_and_cancels_its_timer():
@@ -229,3 +231,8 @@ def test_burst_larger_than_queue_reaches_reading_stream_without_loss(policy):
     assert [e["n"] for e in data] == [str(n) for n in range(30)]
     assert sid in server.dispatcher.sessions
     assert not client.finished
+
+
+def _settle(server):
+    """Let the turn that ``stopService`` waits for (so aborts reach the sockets) pass."""
+    server.clock.advance(0)
