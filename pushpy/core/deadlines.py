@@ -38,7 +38,7 @@ class Deadlines:
             heapq.heappush(self._heap, (when, next(self._counter), item))
 
     def due(self, now: float) -> list[Any]:
-        """Pop and return every item whose deadline is ``now`` or earlier."""
+        """Pop and return every item whose deadline is ``now`` or earlier, earliest first."""
         heap = self._heap
         out = []
         while heap and heap[0][0] <= now:
@@ -49,7 +49,7 @@ class Deadlines:
             deadline = item.deadline
             if deadline is None:
                 continue
-            if deadline > now:
+            if deadline > when:  # moved later: re-queue where it belongs
                 item.queued_deadline = deadline
                 heapq.heappush(heap, (deadline, next(self._counter), item))
                 continue

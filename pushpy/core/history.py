@@ -39,7 +39,7 @@ def parse_position(token: str | None) -> tuple[str, int] | None:
     if not token:
         return None
     epoch, sep, offset = token.rpartition(":")
-    if not sep or not epoch or not offset.isdigit() or len(offset) > 18:
+    if not sep or not epoch or not (offset.isascii() and offset.isdigit()) or len(offset) > 18:
         return None
     return epoch, int(offset)
 
@@ -60,7 +60,8 @@ class History:
         self.epoch = epoch
         self.max_events = max_events
         self.max_age = max_age
-        self.max_subjects = max_subjects
+        # At least one: the subject being appended to must not be forgotten.
+        self.max_subjects = max(1, max_subjects)
         self.last_offset = 0
         self._forgotten = 0
         self._logs: OrderedDict[str, _SubjectLog] = OrderedDict()

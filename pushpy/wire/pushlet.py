@@ -15,6 +15,9 @@ from pushpy.core.events import Event
 from pushpy.core.subjects import Subscription
 from pushpy.wire.escape import java_xml_value, js_string, xml_attribute
 
+#: Fields set on each session's copy of an event, never taken from the shared event.
+_PER_COPY = frozenset({P.P_SEQ, P.P_SID, P.P_LABEL})
+
 #: The 242-byte prologue of a ``js`` response (spec 6.3).
 JS_PROLOGUE = (
     b'<html><head><meta http-equiv="Pragma" content="no-cache"><meta http-equiv="Expires" '
@@ -40,15 +43,25 @@ class PushletCodec:
         return self._head(items) + self._tail
 
     def data(self, event: Event, seq: int, subscription: Subscription | None) -> bytes:
-        """A queued event as one session's copy: ``p_seq``, then ``p_sid``/``p_label``."""
-        head = event.wire_cache.get(self.name)
-        if head is None:
-            head = event.wire_cache[self.name] = self._head(event.fields.items())
+        """A queued event as one session's copy: ``p_seq``, then ``p_sid``/``p_label``.
+
+        The copy's per-copy fields replace any the publisher sent, so no name
+        is written twice (a duplicate attribute is not well-formed XML).
+        Without a subscription (unicast, broadcast) the publisher's own
+        ``p_sid``/``p_label`` are kept, as in the original.
+        """
+        cached = event.wire_cache.get(self.name)
+        if cached is None:
+            fields = event.fields
+            head = self._head((k, v) for k, v in fields.items() if k not in _PER_COPY)
+            own = b"".join(self._pair(k, fields[k]) for k in (P.P_SID, P.P_LABEL) if k in fields)
+            cached = event.wire_cache[self.name] = (head, own)
+        head, own = cached
         parts = [head, self._pair(P.P_SEQ, str(seq))]
         if subscription is not None:
-            cached = subscription_fields(self, subscription)
-            if cached:
-                parts.append(cached)
+            parts.append(subscription_fields(self, subscription))
+        elif own:
+            parts.append(own)
         parts.append(self._tail)
         return b"".join(parts)
 
