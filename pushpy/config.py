@@ -86,6 +86,9 @@ class Config:
     limit_sessions_per_address: int = 0
 
     def __post_init__(self) -> None:
+        # User-Agents are compared lowercased (spec 7.5), so the entries are too.
+        agents = tuple(agent.strip().lower() for agent in self.listen_force_pull_agents if agent.strip())
+        object.__setattr__(self, "listen_force_pull_agents", agents)
         if self.queue_overflow_policy not in OVERFLOW_POLICIES:
             raise UsageError(
                 f"queue.overflow.policy must be one of {', '.join(OVERFLOW_POLICIES)},"
