@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 
 from pushpy.errors import ClientError
@@ -75,3 +78,31 @@ def client_address(request: Request) -> str:
     """The peer's address as text."""
     peer = request.getClientAddress()
     return getattr(peer, "host", None) or str(peer)
+
+
+#: A request line whose target holds raw spaces or bytes Twisted refuses.
+_REQUEST_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) (.*[^\x21-\x7e].*) (HTTP/1\.[01])\Z", re.S)
+_UNSAFE = re.compile(rb"[^\x21-\x7e]")
+
+
+def lenient_request_line(line: bytes) -> bytes:
+    """Percent-encode raw spaces and non-ASCII bytes in a request line's target.
+
+    The Java client and the AJAX client do not URL-encode values (spec 2.2,
+    14.1.3); Twisted answers such a request line with a bare 400.  Encoding
+    the bytes keeps their meaning: the query decoder turns ``%20`` back into
+    a space and decodes the bytes as UTF-8, else ISO-8859-1.  Header lines
+    never match (a field name is followed by ``:``).
+    """
+    match = _REQUEST_LINE.match(line)
+    if match is None:
+        return line
+    target = _UNSAFE.sub(lambda m: b"%%%02X" % m.group()[0], match.group(2))
+    return b" ".join((match.group(1), target, match.group(3)))
+
+
+class LenientHTTPChannel(HTTPChannel):
+    """An ``HTTPChannel`` accepting raw spaces and bytes in the request target."""
+
+    def lineReceived(self, line: bytes) -> None:
+        super().lineReceived(lenient_request_line(line))
