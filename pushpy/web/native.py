@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pushpy import protocol as P
 from pushpy.core.events import Event, Route, make_event
 from pushpy.core.history import parse_position
-from pushpy.core.sessions import EndReason, Session, SessionState
+from pushpy.core.sessions import Delivery, EndReason, Session, SessionState
 from pushpy.core.subjects import Subscription
 from pushpy.errors import ClientError
 from pushpy.wire.escape import valid_name
@@ -58,9 +58,14 @@ class NativeProtocol:
             dispatcher.listen(session, P.MODE_STREAM, now)
         else:
             dispatcher.touch(session, now)
+            if token and token == session.position:
+                # The client has all the session delivered; its queue holds the rest.
+                # (Resuming anyway would queue a ``recovery`` and end every long-poll at once.)
+                return session, token
         position = self.server.backplane.position
         if token:
             position = self.resume(session, token, list(session.subscriptions.values()), now)
+        session.position = position
         return session, position
 
     def resume(self, session: Session, token: str, subscriptions: list[Subscription],
@@ -69,25 +74,27 @@ class NativeProtocol:
         recovery = self.server.backplane.since(
             token, lambda subject: any(s.matches(subject) for s in subscriptions))
         parsed = parse_position(token)
-        after = parsed[1] if parsed else 0
+        usable = parsed is not None and recovery.reason not in ("unknown epoch",
+                                                                "position ahead of history")
+        after = parsed[1] if parsed and usable else 0
         recovered_offsets = {event.offset for event in recovery.events}
+        # Queued events the token covers are dropped for the resumed subscriptions only:
+        # the token says nothing about the session's other subscriptions.
         kept = [item for item in session.queue.drain()
                 if item[0].offset is None
-                or (item[0].offset > after and item[0].offset not in recovered_offsets)]
+                or (item[0].offset not in recovered_offsets
+                    and (item[0].offset > after or item[1] not in subscriptions))]
         fields = {"recovered": "true" if recovery.recovered else "false",
                   "count": str(len(recovery.events))}
         if recovery.reason:
             fields[P.P_REASON] = recovery.reason
         queue = session.queue
         queue.put((make_event(P.RECOVERY, now, **fields), None))
-        for event in recovery.events:
-            queue.put((event, _matching(subscriptions, event.subject)))
-        for item in kept:
+        recovered = [(event, _matching(subscriptions, event.subject)) for event in recovery.events]
+        for item in _by_offset(recovered, kept):
             queue.put(item)
         if session.channels:
             session.channels[-1].wake()
-        usable = parsed is not None and recovery.reason not in ("unknown epoch",
-                                                                "position ahead of history")
         return token if usable else self.server.backplane.position
 
     def handle(self, session: Session, message: Mapping[str, Any], now: float) -> dict[str, Any]:
@@ -158,6 +165,26 @@ class NativeProtocol:
             event = Event(out)
         stored = self.server.publish_event(event)
         return {"op": "publish", "id": getattr(stored, "position", None)}
+
+
+def _by_offset(recovered: list[Delivery], kept: list[Delivery]) -> list[Delivery]:
+    """Both lists as one in offset order, so ids reach the client increasing.
+
+    A client resumes from the last id it received: an event delivered after
+    one with a higher id would be skipped by that resume.  Items of ``kept``
+    without an offset (notices, unicasts) keep their place.
+    """
+    out: list[Delivery] = []
+    i = 0
+    for item in kept:
+        offset = item[0].offset
+        if offset is not None:
+            while i < len(recovered) and (recovered[i][0].offset or 0) < offset:
+                out.append(recovered[i])
+                i += 1
+        out.append(item)
+    out.extend(recovered[i:])
+    return out
 
 
 def _matching(subscriptions: list[Subscription], subject: str | None) -> Subscription | None:

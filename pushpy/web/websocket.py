@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.util import encode_truncate
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -82,7 +83,7 @@ class WebSocketChannel:
             return
         self.connection.send_text(dumps({"type": "close", "reason": reason.value}))
         self.close()
-        self.connection.sendClose(1001 if reason is EndReason.SHUTDOWN else 1000, reason.value)
+        self.connection.close_with(1001 if reason is EndReason.SHUTDOWN else 1000, reason.value)
 
     def close(self) -> None:
         """The connection is gone: stop writing, forget the channel."""
@@ -131,7 +132,7 @@ class PushpyWebSocket(WebSocketServerProtocol):
                 user_agent=(self.http_headers.get("user-agent") or "unknown").lower(), now=now)
         except ClientError as e:
             self.send_text(dumps({"type": "close", "reason": e.reason}))
-            self.sendClose(1008, e.reason[:120])
+            self.close_with(1008, e.reason)
             return
         self.channel = WebSocketChannel(server, self, session)
         transport = self.transport
@@ -164,6 +165,14 @@ class PushpyWebSocket(WebSocketServerProtocol):
     def send_text(self, text: str) -> None:
         """Send one text frame."""
         self.sendMessage(text.encode("utf-8"), isBinary=False)
+
+    def close_with(self, code: int, reason: str) -> None:
+        """Start the closing handshake with any RFC 6455 code.
+
+        ``sendClose`` refuses codes other than 1000 and 3000-4999 from
+        applications; 1001 (going away) and 1008 (policy) are what we mean.
+        """
+        self.sendCloseFrame(code=code, reasonUtf8=encode_truncate(reason, 123), isReply=False)
 
 
 def websocket_resource(server: PushServer) -> WebSocketResource:
