@@ -33,6 +33,16 @@ class EventQueue:
             return False
         return True
 
+    def refill(self, items: list[Any]) -> None:
+        """Replace the contents with ``items``, beyond ``capacity`` if need be.
+
+        A resume queues the whole recovered history at once (bounded by the
+        history limits); dropping part of it would turn a recovery into a gap.
+        Later puts drop oldest again until the queue is back within capacity.
+        """
+        self._items.clear()
+        self._items.extend(items)
+
     def drain(self) -> list[Any]:
         """Take every queued item, oldest first (the drop count stays)."""
         items = list(self._items)

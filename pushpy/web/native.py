@@ -58,6 +58,10 @@ class NativeProtocol:
             dispatcher.listen(session, P.MODE_STREAM, now)
         else:
             dispatcher.touch(session, now)
+            for channel in list(session.channels):
+                # One client, one connection: an old one still open (not yet noticed gone, or
+                # given up by the client) would take the events resumed below and lose them.
+                channel.end(EndReason.LEAVE)
             if token and token == session.position:
                 # The client has all the session delivered; its queue holds the rest.
                 # (Resuming anyway would queue a ``recovery`` and end every long-poll at once.)
@@ -88,11 +92,9 @@ class NativeProtocol:
                   "count": str(len(recovery.events))}
         if recovery.reason:
             fields[P.P_REASON] = recovery.reason
-        queue = session.queue
-        queue.put((make_event(P.RECOVERY, now, **fields), None))
         recovered = [(event, _matching(subscriptions, event.subject)) for event in recovery.events]
-        for item in _by_offset(recovered, kept):
-            queue.put(item)
+        session.queue.refill([(make_event(P.RECOVERY, now, **fields), None),
+                              *_by_offset(recovered, kept)])
         if session.channels:
             session.channels[-1].wake()
         return token if usable else self.server.backplane.position

@@ -352,3 +352,18 @@ async def test_unusable_id_on_a_live_session_keeps_its_queue(native_server, toke
     assert again.messages[0]["session"] == session
     assert summary(messages)[1:] == [("event", e) for e in queued]
     assert messages[0]["type"] == "recovery" and messages[0]["recovered"] is False
+
+
+@pytest_twisted.ensureDeferred
+async def test_resume_larger_than_the_queue_is_recovered_whole(native_server):
+    """A resume that recovers more events than ``native.queue.size`` delivers all of them after ``recovery``."""
+    harness = native_server(native_queue_size=5, history_size=50)
+    token = harness.push.backplane.position
+    for n in range(20):
+        harness.push.publish("/big", n=str(n))
+    status, body = await harness.get_json("longpoll", subject="/big", last_event_id=token)
+    assert status == 200
+    kinds = [m["type"] for m in body["messages"]]
+    assert kinds[0] == "recovery"
+    assert body["messages"][0]["recovered"] is True
+    assert [m["fields"]["n"] for m in body["messages"][1:]] == [str(n) for n in range(20)]
