@@ -15,6 +15,7 @@ last (spec 14.1.21: exactly one channel gets each event).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from typing import Protocol
 
@@ -112,10 +113,8 @@ class Session:
 
     def detach(self, channel: Channel) -> None:
         """Forget ``channel`` (it finished or its client went away)."""
-        try:
+        with contextlib.suppress(ValueError):
             self.channels.remove(channel)
-        except ValueError:
-            pass
 
     def take(self, now: float) -> list[Delivery]:
         """Everything queued, oldest first, after a ``nack`` if any were dropped.

@@ -149,11 +149,8 @@ class PushletResource(Resource):
         fields[P.P_FROM] = session.id
         fields.setdefault(P.P_TIME, str(int(now)))
         target = params.get(P.P_TO)
-        if target:
-            event = Event(fields, route=Route.UNICAST, target=target)
-        else:
-            event = Event(fields)
-        self.push.publish_event(event)
+        route = Route.UNICAST if target else Route.MULTICAST
+        self.push.publish_event(Event(fields, route=route, target=target or None))
         return self._control(request, session,
                              {P.P_EVENT: P.PUBLISH_ACK, P.P_TIME: str(int(now))})
 

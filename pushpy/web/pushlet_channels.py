@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 from zope.interface import implementer
-from twisted.internet.interfaces import IPushProducer
 
 from pushpy import protocol as P
 from pushpy.core.sessions import Delivery, EndReason, Session, SessionState

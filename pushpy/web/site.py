@@ -44,7 +44,8 @@ def normalize_root(root: str) -> list[bytes]:
     """The path segments of a mount root such as ``/pushlet/``; checked per spec 14.1.2."""
     segments = [s for s in root.strip("/").split("/") if s]
     if any("lib" in s for s in segments):
-        raise UsageError(f"the mount root {root!r} must not contain 'lib' (Pushlet clients cut their URL at it)")
+        raise UsageError(
+            f"the mount root {root!r} must not contain 'lib' (Pushlet clients cut their URL at it)")
     return [s.encode() for s in segments]
 
 

@@ -157,10 +157,9 @@ class PushpyWebSocket(WebSocketServerProtocol):
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self.channel is not None:
             self.channel.close()
-            try:
-                self.transport.unregisterProducer()
-            except Exception:
-                pass
+            transport = self.transport
+            if transport is not None and getattr(transport, "producer", None) is self.channel:
+                transport.unregisterProducer()
 
     def send_text(self, text: str) -> None:
         """Send one text frame."""

@@ -14,7 +14,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def _js_table() -> dict[int, str]:
     table: dict[int, str] = {}
-    for code in list(range(0x20)) + [0x7F] + list(range(0x80, 0xA0)):
+    for code in [*range(0x20), 0x7F, *range(0x80, 0xA0)]:
         table[code] = f"\\x{code:02X}"
     table.update({
         ord("\\"): "\\\\", ord('"'): '\\"', ord("'"): "\\'", ord("\n"): "\\n", ord("\r"): "\\r",
