@@ -61,7 +61,7 @@ class NativeProtocol:
             for channel in list(session.channels):
                 # One client, one connection: an old one still open (not yet noticed gone, or
                 # given up by the client) would take the events resumed below and lose them.
-                pass
+                channel.end(EndReason.LEAVE)
             if token and token == session.position:
                 # The client has all the session delivered; its queue holds the rest.
                 # (Resuming anyway would queue a ``recovery`` and end every long-poll at once.)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 
-from pushpy.core.sessions import EndReason
 from webfakes import document_events, make_server, open_request, pull_session, refresh
+
+from pushpy.core.sessions import EndReason
 
 READ_TIMEOUT = 20.0
 

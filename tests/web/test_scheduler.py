@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
+from webfakes import make_server, parse_events, stream
 
 from pushpy.web.scheduler import Scheduler
-from webfakes import make_server, parse_events, stream
 
 
 class Item:

@@ -6,9 +6,6 @@ import threading
 
 import pytest
 from twisted.logger import capturedLogs
-
-from pushpy.core.sessions import EndReason
-from pushpy.errors import UsageError
 from webfakes import (
     document_events,
     make_server,
@@ -18,6 +15,9 @@ from webfakes import (
     session_id,
     stream,
 )
+
+from pushpy.core.sessions import EndReason
+from pushpy.errors import UsageError
 
 
 def test_sweeper_ends_expired_session_within_check_interval():

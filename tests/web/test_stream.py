@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from twisted.logger import capturedLogs
 from treq.testing import StubTreq
+from twisted.logger import capturedLogs
+from webfakes import make_server, parse_events, session_id, stream
 
 from pushpy.core.sessions import EndReason
-from webfakes import make_server, parse_events, session_id, stream
 
 READ_TIMEOUT = 20.0  # queue.read.timeout.millis default, in seconds
 

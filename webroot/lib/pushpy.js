@@ -18,6 +18,8 @@
  * exponential backoff and resume from the last event id: nothing is lost, events
  * are delivered once, and a gap the server cannot fill is reported as `gap`.
  * Data is only ever parsed with JSON.parse and handed to the application.
+ * The iframe transport and `POST send` need the page and the server on one origin
+ * (XHR streaming, long-poll and poll also work cross-origin where the server allows CORS).
  */
 (function (window, document) {
   'use strict';
@@ -30,7 +32,7 @@
     maxReconnectDelay: 30000,
     pollInterval: 3000,       // ms between `poll` requests
     requestTimeout: 45000,    // ms a long-poll may take before it counts as lost
-    heartbeatTimeout: 0       // ms without data before a stream counts as dead (0: 1.5 x heartbeat + 5 s)
+    heartbeatTimeout: 0       // ms without data before a stream counts as dead (0: 2 heartbeats + 2 s)
   };
   var MAX_SEEN = 2000;        // event ids remembered for de-duplication
   var MAX_URL_SUBJECTS = 32;  // subjects carried in a connect URL (server: limit.subjects.per.subscription)
@@ -325,6 +327,7 @@
    *
    * options: url (root, default: the folder before this script's lib/),
    * transport (force one), transports (the list to try, in order),
+   * lastEventId (resume from there, e.g. an id kept across page loads),
    * openTimeout, reconnectDelay, maxReconnectDelay, pollInterval,
    * requestTimeout, heartbeatTimeout (ms).
    */
@@ -349,7 +352,7 @@
     this.forced = !!given.transport;
     this.transport = null;     // the transport in use (or being tried)
     this.session = null;       // the server's session id
-    this.lastEventId = null;   // where to resume from
+    this.lastEventId = given.lastEventId || null;  // where to resume from
     this.state = 'connecting'; // 'connecting', 'open', 'closed'
     this._subs = [];           // [{subject, handlers}]
     this._serverSubs = [];     // the subscriptions the session has on the server (subject strings)
@@ -626,7 +629,7 @@
       if (!STREAMING[conn.transport] || conn.quiet || conn.ended) {
         return;
       }
-      limit = this.options.heartbeatTimeout || ((conn.heartbeat || 20) * 1500 + 5000);
+      limit = this.options.heartbeatTimeout || ((conn.heartbeat || 20) * 2000 + 2000);
       if (conn.idleTimer) {
         clearTimeout(conn.idleTimer);
       }
