@@ -107,7 +107,9 @@ class SSEFraming(Framing):
     def __init__(self, retry_millis: int = 2000) -> None:
         # 2 KB comment: old proxies and browsers start rendering after it.
         self.preamble = (":" + " " * 2048 + "\n" + f"retry: {int(retry_millis)}\n\n").encode()
-        self.heartbeat = b":hb\n\n"
+        # A comment keeps proxies from timing out; the named event lets the
+        # client's watchdog see it (EventSource hides comments).
+        self.heartbeat = b':hb\nevent: hb\ndata: {"type":"hb"}\n\n'
 
     def frame(self, text: str, event_id: str | None = None) -> bytes:
         head = f"id: {event_id}\n" if event_id else ""

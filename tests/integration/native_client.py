@@ -96,7 +96,8 @@ class Parser:
     def _sse(self, buffer: bytes) -> None:
         *blocks, self._rest = buffer.split(b"\n\n")
         for block in blocks:
-            parsed: dict[str, Any] = {"id": None, "data": None, "comments": [], "retry": None}
+            parsed: dict[str, Any] = {"id": None, "data": None, "comments": [], "retry": None,
+                                      "event": None}
             for line in block.decode("utf-8").split("\n"):
                 name, _, value = line.partition(":")
                 value = value[1:] if value.startswith(" ") else value
@@ -104,12 +105,15 @@ class Parser:
                     parsed["comments"].append(value)
                 elif name == "data":
                     parsed["data"] = value if parsed["data"] is None else parsed["data"] + "\n" + value
-                elif name in ("id", "retry"):
+                elif name in ("id", "retry", "event"):
                     parsed[name] = value
                 else:
                     raise AssertionError(f"unexpected SSE line {line!r}")
             self.blocks.append(parsed)
-            if parsed["data"] is not None:
+            if parsed["event"] == "hb":
+                assert parsed["comments"] == ["hb"] and json.loads(parsed["data"]) == {"type": "hb"}
+                self.heartbeats += 1
+            elif parsed["data"] is not None:
                 message = json.loads(parsed["data"])
                 message["_sse_id"] = parsed["id"]
                 self.messages.append(message)

@@ -56,7 +56,7 @@ async def test_sse_events_carry_id_lines_and_json_data(native_server):
 
 @pytest_twisted.ensureDeferred
 async def test_sse_heartbeat_comments_after_the_read_timeout(native_server):
-    """A quiet SSE stream gets a `:hb` comment after every read timeout, and none while events flow."""
+    """A quiet SSE stream gets a `:hb` comment and an ``hb`` event after each read timeout, none amid events."""
     server = native_server(queue_read_timeout_millis=250)
     feed = await server.opened("sse", subject="/s")
     for i in range(8):
@@ -66,8 +66,8 @@ async def test_sse_heartbeat_comments_after_the_read_timeout(native_server):
     await feed.wait(lambda f: f.parser.heartbeats >= 2, timeout=1.5)
     beats = [b for b in feed.parser.blocks if b["comments"] == ["hb"]]
     assert len(beats) == feed.parser.heartbeats
-    assert all(b["data"] is None and b["id"] is None for b in beats)
-    assert feed.raw.endswith(b"\n\n:hb\n\n")
+    assert all(b["event"] == "hb" and b["id"] is None for b in beats)
+    assert feed.raw.endswith(b'\n\n:hb\nevent: hb\ndata: {"type":"hb"}\n\n')
 
 
 @pytest_twisted.ensureDeferred

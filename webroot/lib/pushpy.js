@@ -191,10 +191,13 @@
 
   start.sse = function (client, conn) {
     var source = new window.EventSource(client.url + 'sse?' + client._query(conn));
-    conn.quiet = true;  // heartbeats are SSE comments: invisible here
     source.onmessage = function (e) {
       client._text(conn, e.data);
     };
+    // Heartbeats come as a comment (for proxies) and a named 'hb' event (for this watchdog).
+    source.addEventListener('hb', function () {
+      client._text(conn, '{"type":"hb"}');
+    });
     source.onerror = function () {
       // Reconnect ourselves, with a fresh URL (the browser's own retry would reuse the old query).
       client._lost(conn, 'event stream error');
