@@ -94,6 +94,15 @@ class Framing:
             data = event.wire_cache[self.name] = self.frame(event_json(event), event.position)
         return data  # type: ignore[return-value]
 
+    def event_chunk(self, event: Event) -> bytes:
+        """:meth:`event` framed as one HTTP/1.1 chunk, cached per framing."""
+        key = self.name + ":chunk"
+        data = event.wire_cache.get(key)
+        if data is None:
+            frame = self.event(event)
+            data = event.wire_cache[key] = b"%x\r\n%s\r\n" % (len(frame), frame)
+        return data  # type: ignore[return-value]
+
     def message(self, message: Mapping[str, Any], event_id: str | None = None) -> bytes:
         return self.frame(dumps(message), event_id)
 

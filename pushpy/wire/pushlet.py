@@ -57,13 +57,11 @@ class PushletCodec:
             own = b"".join(self._pair(k, fields[k]) for k in (P.P_SID, P.P_LABEL) if k in fields)
             cached = event.wire_cache[self.name] = (head, own)
         head, own = cached
-        parts = [head, self._pair(P.P_SEQ, str(seq))]
         if subscription is not None:
-            parts.append(subscription_fields(self, subscription))
-        elif own:
-            parts.append(own)
-        parts.append(self._tail)
-        return b"".join(parts)
+            end = subscription.wire_cache.get(self.name) or subscription_fields(self, subscription)
+        else:
+            end = own + self._tail
+        return b"".join((head, self._seq % seq, end))
 
     def control(self, fields: Mapping[str, str]) -> bytes:
         """A complete control response: one event (spec 2.4)."""
@@ -81,6 +79,8 @@ class PushletCodec:
         raise NotImplementedError
 
     _tail = b""
+    #: ``p_seq`` with a ``%d`` for the number (digits need no escaping).
+    _seq = b""
 
 
 class XmlCodec(PushletCodec):
@@ -89,6 +89,7 @@ class XmlCodec(PushletCodec):
     name = P.FORMAT_XML
     content_type = b"text/plain;charset=UTF-8"
     _tail = b"/>"
+    _seq = b'p_seq="%d" '
 
     def _head(self, items: Iterable[tuple[str, str]]) -> bytes:
         return ("<event " + "".join(f'{k}="{java_xml_value(v)}" ' for k, v in items)).encode()
@@ -119,6 +120,7 @@ class JsCodec(PushletCodec):
     content_type = b"text/html;charset=UTF-8"
     opening = JS_PROLOGUE
     _tail = b");</script>"
+    _seq = b",'p_seq', \"%d\""
 
     def _head(self, items: Iterable[tuple[str, str]]) -> bytes:
         pairs = ",".join(f"'{js_string(k)}', \"{js_string(v)}\"" for k, v in items)
@@ -138,12 +140,13 @@ CODECS: dict[str, PushletCodec] = {
 
 
 def subscription_fields(codec: PushletCodec, subscription: Subscription) -> bytes:
-    """``p_sid`` and ``p_label`` of a subscription, encoded once per codec."""
+    """``p_sid`` and ``p_label`` of a subscription and the event's end, encoded once per codec."""
     cache = subscription.wire_cache
     encoded = cache.get(codec.name)
     if encoded is None:
         encoded = codec._pair(P.P_SID, subscription.sid)
         if subscription.label:
             encoded += codec._pair(P.P_LABEL, subscription.label)
+        encoded += codec._tail
         cache[codec.name] = encoded
     return encoded
