@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -23,6 +24,8 @@ IGNORED_KEYS = frozenset({
 })
 
 OVERFLOW_POLICIES = ("drop-oldest", "abort")
+#: Keys holding secrets: never shown in ``repr``; ``env:NAME`` and ``file:PATH`` values are read.
+SECRET_FIELDS = ("auth_token_secret", "api_key")
 ID_GENERATIONS = ("secure", "randomstring", "uuid")
 
 
@@ -78,12 +81,60 @@ class Config:
     #: Interval a ``poll`` client waits between requests, in milliseconds.
     poll_interval_millis: int = 3_000
 
+    # -- limits (docs/security.md); each refusal names its key --
     limit_subscriptions: int = 100
     limit_subject_length: int = 256
     limit_subjects_per_subscription: int = 32
     limit_params: int = 64
     limit_request_bytes: int = 65_536
-    limit_sessions_per_address: int = 0
+    #: Sessions per client address (0: unlimited); addresses in the exempt list are not
+    #: counted (loopback by default: behind a local reverse proxy every client is loopback).
+    limit_sessions_per_address: int = 1_000
+    limit_sessions_per_address_exempt: tuple[str, ...] = ("127.0.0.1", "::1")
+    #: Fields of one event a client publishes (``p_*`` fields included).
+    limit_fields: int = 64
+    #: UTF-8 bytes of one published event, names and values together.
+    limit_event_bytes: int = 32_768
+    #: Sustained client publishes per second per session, and the burst allowed above it (0: off).
+    limit_publish_rate: float = 50.0
+    limit_publish_burst: int = 100
+    #: Data channels (streams, pending refreshes) open at once per Pushlet session.
+    limit_channels_per_session: int = 4
+    #: Bytes of events one session may hold queued (besides the event count of its queue).
+    limit_queue_bytes: int = 1_048_576
+    #: Largest request body the HTTP channel reads (413 beyond it).
+    limit_body_bytes: int = 1_048_576
+
+    # -- security (docs/security.md) --
+    #: HMAC-SHA256 secret of signed tokens; empty: no token checks (the open demo).
+    #: ``env:NAME`` reads it from an environment variable, ``file:PATH`` from a file.
+    auth_token_secret: str = dataclasses.field(default="", repr=False)
+    #: Cookie a token may come in (besides a ``token`` parameter and ``Authorization: Bearer``).
+    auth_token_cookie: str = "pushpy_token"
+    #: With a token secret: whether clients without a token may join, and the subject
+    #: prefixes (comma lists) they may subscribe and publish to.
+    auth_anonymous: bool = False
+    auth_anonymous_subscribe: str = ""
+    auth_anonymous_publish: str = ""
+    #: Keys of the back-end publish API (``POST <root>api/publish``), a comma list; empty: disabled.
+    #: ``env:NAME`` and ``file:PATH`` as for the token secret.
+    api_key: str = dataclasses.field(default="", repr=False)
+    #: Events in one API request, at most.
+    api_max_events: int = 1_000
+    #: Origins (``https://app.example.com``) allowed to use the endpoints from other sites
+    #: (CORS and the WebSocket Origin check), a comma list; ``*`` allows every origin
+    #: without credentials.  Same-origin requests are always allowed.
+    origins_allowed: str = ""
+
+    # -- operations (docs/configuration.md) --
+    #: Serve ``<root>stats`` (JSON) and ``<root>metrics`` (Prometheus).
+    metrics_enabled: bool = True
+    #: Publish the server's stats on ``stats.subject`` every this many seconds, for the
+    #: dashboard (``<root>dashboard.html``); 0: never.
+    stats_interval_secs: float = 2.0
+    stats_subject: str = "/pushpy/stats"
+    #: At shutdown, seconds to wait for clients to receive their close before dropping them.
+    shutdown_timeout_secs: float = 5.0
 
     def __post_init__(self) -> None:
         # User-Agents are compared lowercased (spec 7.5), so the entries are too.
@@ -103,6 +154,11 @@ class Config:
                 raise UsageError(f"{_key(low)} must not exceed {_key(high)}")
         if self.queue_size < 2:
             raise UsageError("queue.size must be at least 2 (one slot stays free)")
+        for name in SECRET_FIELDS:
+            object.__setattr__(self, name, resolve_secret(_key(name), getattr(self, name)))
+        secret = self.auth_token_secret
+        if secret and len(secret) < 16:
+            raise UsageError("auth.token.secret must be at least 16 characters (use a long random value)")
 
     @property
     def session_timeout(self) -> float:
@@ -177,6 +233,30 @@ def load_config(path: str | Path | None = None, *, settings: Mapping[str, str] |
     values.update(settings or {})
     config = Config.from_mapping(values, strict=strict) if values else Config()
     return config.replace(**overrides) if overrides else config
+
+
+def resolve_secret(key: str, value: str) -> str:
+    """``value``, or the environment variable (``env:NAME``) or file (``file:PATH``) it names.
+
+    Secrets given on a command line show in the process list; these forms keep
+    them out of it.
+    """
+    if value.startswith("env:"):
+        name = value[4:]
+        if name not in os.environ:
+            raise UsageError(f"{key}: the environment variable {name!r} is not set")
+        return os.environ[name].strip()
+    if value.startswith("file:"):
+        try:
+            return Path(value[5:]).read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise UsageError(f"{key}: cannot read {value[5:]}: {e.strerror}") from e
+    return value
+
+
+def comma_list(value: str) -> tuple[str, ...]:
+    """The non-empty, stripped items of a comma list (case kept)."""
+    return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
 def known_keys() -> list[str]:

@@ -65,3 +65,32 @@ class IEventSource(Interface):
 
     def stop():
         """Stop for good."""
+
+
+class IAuthorizer(Interface):
+    """Decides who may join, subscribe and publish, and who a session's user is.
+
+    Each method may return its answer or a Deferred firing with it, and
+    refuses by raising (or failing with) :class:`pushpy.errors.ClientError`
+    carrying the reason (sent as a ``nack`` or an HTTP 403).
+    """
+
+    def join(credentials):
+        """The user id of a new session (``None``: anonymous).
+
+        ``credentials`` is a :class:`pushpy.auth.Credentials`: the request's
+        parameters, headers, cookies, client address and transport.  The
+        answer may also be a :class:`pushpy.auth.Identity` (user id and claims
+        kept on the session for later checks).
+
+        A session with a user is bound to its client: every later request of
+        it must present the same ``bind(credentials)`` value, a method the
+        authorizer may offer (default: the same token, see
+        :meth:`pushpy.auth.Credentials.token`), else it is refused with 403.
+        """
+
+    def subscribe(session, subject):
+        """Allow ``session`` to subscribe to ``subject`` (a comma list), or raise."""
+
+    def publish(session, subject):
+        """Allow ``session`` to publish on ``subject``, or raise."""

@@ -24,9 +24,12 @@ from pushpy.backplane import MemoryBackplane
 from pushpy.config import Config
 from pushpy.core.dispatcher import Dispatcher
 from pushpy.core.events import Event, Route, data_event
-from pushpy.core.sessions import EndReason, Session
+from pushpy.dashboard import StatsPublisher
 from pushpy.errors import UsageError
-from pushpy.interfaces import IBackplane, IEventSource, ISessionIdPolicy
+from pushpy.interfaces import IAuthorizer, IBackplane, IEventSource, ISessionIdPolicy
+from pushpy.logs import watch_sessions
+from pushpy.metrics import Counters
+from pushpy.shutdown import drain, open_transports
 from pushpy.wire.escape import valid_name
 
 
@@ -48,16 +51,22 @@ class PushServer(Service):
     :param ids: an :class:`~pushpy.interfaces.ISessionIdPolicy`.
     :param sources: :class:`~pushpy.interfaces.IEventSource` providers to run.
     :param rng: a :class:`random.Random` for ``p_wait`` draws.
+    :param authorizer: an :class:`~pushpy.interfaces.IAuthorizer`; by default
+        :class:`~pushpy.auth.TokenAuthorizer` when ``auth.token.secret`` is
+        set, else :class:`~pushpy.auth.OpenAuthorizer` (everyone may do everything).
     """
 
     log = Logger()
 
     def __init__(self, config: Config | None = None, *, reactor: Any = None,
                  backplane: IBackplane | None = None, ids: ISessionIdPolicy | None = None,
-                 sources: Iterable[IEventSource] = (), rng: random.Random | None = None) -> None:
+                 sources: Iterable[IEventSource] = (), rng: random.Random | None = None,
+                 authorizer: IAuthorizer | None = None) -> None:
+        from pushpy.auth import authorizer_from_config
         from pushpy.web.scheduler import Scheduler
 
         self.config = config or Config()
+        self.authorizer: IAuthorizer = authorizer or authorizer_from_config(self.config)
         self.reactor = default_reactor(reactor)
         self.clock: IReactorTime = self.reactor
         self.random = rng or random.Random()
@@ -69,7 +78,11 @@ class PushServer(Service):
         self.sources = list(sources)
         self._sweeper: LoopingCall | None = None
         self.backplane.attach(self._receive)
-        self.dispatcher.on_end.append(self._log_end)
+        #: Counts besides the dispatcher's (:mod:`pushpy.metrics`).
+        self.metrics = Counters(self.clock.seconds())
+        self.dispatcher.on_end.append(self.metrics.session_ended)
+        watch_sessions(self)
+        self.stats_publisher = StatsPublisher(self)
 
     # -- publishing ---------------------------------------------------------
 
@@ -98,6 +111,7 @@ class PushServer(Service):
         bad = [name for name in event.fields if not valid_name(name)]
         if bad:
             raise UsageError(f"field name {bad[0]!r} cannot be written in every format")
+        self.metrics.published += 1
         return self.backplane.publish(event)
 
     def publish_from_thread(self, subject: str, fields: Mapping[str, object] | None = None,
@@ -124,13 +138,23 @@ class PushServer(Service):
         """Every endpoint by the name to mount it under (beside the web root).
 
         ``pushlet.srv`` is the Pushlet protocol; the others are pushpy's own
-        transports (see ``docs/protocol.md``).
+        transports (see ``docs/protocol.md``) and ``api`` holds the back-end
+        publish API (``api/publish``).  Every HTTP endpoint applies the origin
+        policy (``origins.allowed``); the WebSocket checks it in its handshake.
         """
+        from twisted.web.resource import Resource
+
+        from pushpy.web.api import PublishAPI
         from pushpy.web.longpoll import LongPollResource, SendResource
+        from pushpy.web.origins import OriginGuard, OriginPolicy
+        from pushpy.web.stats import stats_resources
         from pushpy.web.streams import iframe_resource, sse_resource, xhr_resource
         from pushpy.web.websocket import websocket_resource
 
-        return {
+        policy = OriginPolicy(self.config.origins_allowed)
+        api = Resource()
+        api.putChild(b"publish", OriginGuard(PublishAPI(self), policy))
+        guarded = {
             b"pushlet.srv": self.pushlet_resource(),
             b"sse": sse_resource(self),
             b"xhr": xhr_resource(self),
@@ -138,8 +162,10 @@ class PushServer(Service):
             b"longpoll": LongPollResource(self, wait=True),
             b"poll": LongPollResource(self, wait=False),
             b"send": SendResource(self),
-            b"ws": websocket_resource(self),
+            **stats_resources(self),
         }
+        return {**{name: OriginGuard(resource, policy) for name, resource in guarded.items()},
+                b"ws": websocket_resource(self), b"api": api}
 
     # -- service ------------------------------------------------------------
 
@@ -151,27 +177,33 @@ class PushServer(Service):
         if self.config.sources_activate:
             for source in self.sources:
                 source.activate(self)
+        self.stats_publisher.start()
         self.log.info("pushpy started: {sources} event sources", sources=len(self.sources))
 
     def stopService(self) -> Deferred[None] | None:
         """Stop sources, end every session with ``abort`` (spec 14.1.25).
 
-        When sessions were ended, the result is a Deferred that fires one
-        reactor turn later, so twistd lets the transports send the ``abort``
-        bytes before it drops the connections.
+        When sessions were ended, the result is a Deferred that fires once
+        their connections have sent their closing bytes and closed, or after
+        ``shutdown.timeout.secs`` (:mod:`pushpy.shutdown`); twistd waits for
+        it before it drops the connections and exits.
         """
+        self.stats_publisher.stop()
         for source in self.sources:
             try:
                 source.stop()
             except Exception:
                 self.log.failure("stopping event source {source!r} failed", source=source)
         had_sessions = bool(self.dispatcher.sessions)
+        transports = open_transports(self.dispatcher)
         self.dispatcher.shutdown()
         self.scheduler.flush_pending()
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stop()
         self.scheduler.stop()
         super().stopService()
+        if transports:
+            return drain(transports, self.clock, self.config.shutdown_timeout_secs)
         if had_sessions:
             return deferLater(self.clock, 0, lambda: None)
         return None
@@ -179,10 +211,6 @@ class PushServer(Service):
     def sweep(self) -> None:
         """End expired sessions (runs every ``session.check.millis``)."""
         self.dispatcher.expire(self.clock.seconds())
-
-    def _log_end(self, session: Session, reason: EndReason) -> None:
-        self.log.debug("session {session} ended: {reason}", session=session.id,
-                       reason=reason.value)
 
 
 def _merge(fields: Mapping[str, object] | None, more: Mapping[str, object]) -> dict[str, object]:

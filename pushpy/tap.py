@@ -50,6 +50,7 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
+        self["tcp"] = []
         self["set"] = {}
         #: The :class:`~pushpy.config.Config` built by :meth:`postOptions`.
         self.server_config: Config = Config()
@@ -59,6 +60,11 @@ class Options(usage.Options):
     def opt_listen(self, description: str) -> None:
         """Listen on a strports endpoint such as tcp:8080:interface=127.0.0.1 (repeatable)."""
         self["listen"].append(_check_endpoint(description))
+
+    def opt_tcp(self, description: str) -> None:
+        """Also serve the plain TCP transport (JSON lines) on a strports endpoint such as
+        tcp:8081:interface=127.0.0.1 (repeatable; off by default)."""
+        self["tcp"].append(_check_endpoint(description, "--tcp"))
 
     def opt_set(self, assignment: str) -> None:
         """Override a configuration key, as key=value, e.g. session.timeout.mins=10 (repeatable)."""
@@ -109,21 +115,45 @@ class Options(usage.Options):
             raise usage.UsageError(f"--sources: {e}") from e
 
 
+class PushpyService(MultiService):
+    """The service of ``twistd pushpy``: the server and its listeners.
+
+    Made the child of twistd's application, it has twistd log through the
+    ``log.level`` filter (:func:`pushpy.logs.install_level_filter`).
+    """
+
+    def __init__(self, log_level: int = 4, twistd_options: Any = None) -> None:
+        super().__init__()
+        self.log_level = log_level
+        self.twistd_options = twistd_options
+
+    def setServiceParent(self, parent: Any) -> None:
+        from pushpy.logs import install_level_filter
+
+        install_level_filter(parent, self.log_level, self.twistd_options)
+        super().setServiceParent(parent)
+
+
 def makeService(options: Options) -> MultiService:
-    """The push server and one listening service per ``--listen``, as one service."""
+    """The push server, one listening service per ``--listen`` and per ``--tcp``, as one service."""
     from pushpy.server import PushServer
     from pushpy.web.site import build_site
+    from pushpy.web.tcp import tcp_factory
 
-    top = MultiService()
+    top = PushpyService(options.server_config.log_level, getattr(options, "parent", None))
     server = PushServer(options.server_config, sources=options.event_sources)
     IService(server).setServiceParent(top)
     site = build_site(server, webroot=options["webroot"], root=options["root"])
     for description in options["listen"]:
         strports.service(description, site).setServiceParent(top)
+    if options["tcp"]:
+        lines = tcp_factory(server)
+        for description in options["tcp"]:
+            strports.service(description, lines).setServiceParent(top)
     return top
 
 
-def _check_endpoint(description: str) -> str:
+def _check_endpoint(description: str, option: str = "--listen") -> str:
     """``description`` if it parses as a server endpoint, else a UsageError saying so."""
     from twisted.internet import endpoints, reactor
 
@@ -131,7 +161,7 @@ def _check_endpoint(description: str) -> str:
         endpoints.serverFromString(reactor, description)
     except Exception as e:  # each endpoint parser raises its own kind (ValueError, TypeError, OSError...)
         raise usage.UsageError(
-            f"--listen {description!r} is not a valid endpoint description ({e}); "
+            f"{option} {description!r} is not a valid endpoint description ({e}); "
             f"write it like {DEFAULT_LISTEN} or unix:/path/to/socket") from e
     return description
 

@@ -35,12 +35,14 @@ def select_mode(requested: str | None, user_agent: str, config: Config) -> str:
 class Stats:
     """Counters kept by the dispatcher."""
 
-    __slots__ = ("delivered", "dropped", "ended", "joined", "received")
+    __slots__ = ("delivered", "dropped", "ended", "joined", "overflows", "received")
 
     def __init__(self) -> None:
         self.received = 0
         self.delivered = 0
         self.dropped = 0
+        #: Overflow episodes: a queue dropping its first event since it was last read.
+        self.overflows = 0
         self.joined = 0
         self.ended = 0
 
@@ -58,6 +60,8 @@ class Dispatcher:
         self._by_address: dict[str, int] = {}
         #: Called with ``(session, reason)`` after a session ends.
         self.on_end: list[Callable[[Session, EndReason], None]] = []
+        #: Called with the new session after a join.
+        self.on_join: list[Callable[[Session], None]] = []
 
     # -- sessions ---------------------------------------------------------
 
@@ -72,7 +76,8 @@ class Dispatcher:
         if len(self.sessions) >= config.sessionmanager_maxsessions:
             raise ClientError("Too many sessions: try again later", 503)
         limit = config.limit_sessions_per_address
-        if limit and self._by_address.get(address, 0) >= limit:
+        if (limit and self._by_address.get(address, 0) >= limit
+                and address not in config.limit_sessions_per_address_exempt):
             raise ClientError(f"Too many sessions from {address}", 429)
         session_id = self.ids.session_id(params or {})
         if not isinstance(session_id, str) or not VALID_ID.match(session_id):
@@ -83,11 +88,14 @@ class Dispatcher:
         session = Session(
             session_id, format=format, user_agent=user_agent, address=address, now=now,
             timeout=config.native_session_timeout_secs if native else config.session_timeout,
-            queue_size=config.native_queue_size + 1 if native else config.queue_size)
+            queue_size=config.native_queue_size + 1 if native else config.queue_size,
+            queue_bytes=config.limit_queue_bytes)
         self.sessions[session_id] = session
         self._by_address[address] = self._by_address.get(address, 0) + 1
         self._leases.set(session, session.expires_at)
         self.stats.joined += 1
+        for callback in self.on_join:
+            callback(session)
         return session
 
     def find(self, session_id: str | None) -> Session | None:
@@ -210,28 +218,32 @@ class Dispatcher:
             session = self.sessions.get(event.target or "")
             targets = [(session, None)] if session is not None else []
         count = 0
+        listening = SessionState.LISTENING
         for session, subscription in targets:
-            if self._enqueue(session, event, subscription, now):
-                count += 1
+            # The hot loop of fan-out: one iteration per recipient, kept flat.
+            if session.state is not listening:
+                continue
+            channels = session.channels
+            if not channels and now - session.last_alive > self._liveness(session):
+                self.end(session, EndReason.LIVENESS)
+                continue
+            if not session.queue.put((event, subscription)) and self._overflowed(session):
+                continue
+            if channels:
+                channels[-1].wake()
+            count += 1
         self.stats.delivered += count
         return count
 
-    def _enqueue(self, session: Session, event: Event, subscription: Subscription | None,
-                 now: float) -> bool:
-        if session.state is not SessionState.LISTENING:
-            return False
-        channels = session.channels
-        if not channels and now - session.last_alive > self._liveness(session):
-            self.end(session, EndReason.LIVENESS)
-            return False
-        if not session.queue.put((event, subscription)):
-            self.stats.dropped += 1
-            if self.config.queue_overflow_policy == "abort":
-                self.end(session, EndReason.OVERFLOW)
-                return False
-        if channels:
-            channels[-1].wake()
-        return True
+    def _overflowed(self, session: Session) -> bool:
+        """Count a drop and apply the ``abort`` policy; true when the session ended."""
+        self.stats.dropped += 1
+        if session.queue.dropped == 1:
+            self.stats.overflows += 1
+        if self.config.queue_overflow_policy == "abort":
+            self.end(session, EndReason.OVERFLOW)
+            return True
+        return False
 
     def _liveness(self, session: Session) -> float:
         if session.format == P.FORMAT_JSON:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pushpy.core.limits import event_bytes
+
 
 class EventQueue:
     """A FIFO of at most ``capacity`` items that drops the oldest when full.
@@ -62,3 +64,47 @@ class EventQueue:
 
     def __bool__(self) -> bool:
         return bool(self._items) or bool(self.dropped)
+
+
+class ByteBoundedQueue(EventQueue):
+    """An :class:`EventQueue` of deliveries also bounded in bytes.
+
+    Items are ``(event, subscription)`` pairs; an event's size is its fields'
+    UTF-8 bytes (:func:`pushpy.core.limits.event_bytes`, cached on the shared
+    event).  When either bound is passed the oldest items go, but the newest
+    one always stays, so one large event is still delivered.
+    """
+
+    __slots__ = ("max_bytes", "size")
+
+    def __init__(self, capacity: int, max_bytes: int) -> None:
+        super().__init__(capacity)
+        self.max_bytes = max_bytes
+        #: Bytes of the queued events.
+        self.size = 0
+
+    def put(self, item: Any) -> bool:
+        items = self._items
+        items.append(item)
+        event = item[0]
+        size = self.size + (event.wire_cache.get("bytes") or event_bytes(event))
+        self.size = size
+        if size <= self.max_bytes and len(items) <= self.capacity:
+            return True
+        dropped = self.dropped
+        while len(items) > 1 and (len(items) > self.capacity or self.size > self.max_bytes):
+            self.size -= event_bytes(items.pop(0)[0])
+            self.dropped += 1
+        return self.dropped == dropped
+
+    def refill(self, items: list[Any]) -> None:
+        super().refill(items)
+        self.size = sum(event_bytes(item[0]) for item in self._items)
+
+    def drain(self) -> list[Any]:
+        self.size = 0
+        return super().drain()
+
+    def clear(self) -> None:
+        super().clear()
+        self.size = 0

@@ -21,7 +21,7 @@ from typing import Protocol
 
 from pushpy import protocol as P
 from pushpy.core.events import Event, make_event
-from pushpy.core.queues import EventQueue
+from pushpy.core.queues import ByteBoundedQueue, EventQueue
 from pushpy.core.subjects import Subscription
 
 
@@ -75,7 +75,7 @@ class Session:
     )
 
     def __init__(self, session_id: str, *, format: str, user_agent: str, address: str,
-                 now: float, timeout: float, queue_size: int) -> None:
+                 now: float, timeout: float, queue_size: int, queue_bytes: int = 0) -> None:
         self.id = session_id
         self.format = format
         self.user_agent = user_agent
@@ -88,7 +88,8 @@ class Session:
         self.state = SessionState.JOINED
         self.subscriptions: dict[str, Subscription] = {}
         # queue.size slots of which one stays free, as in the original (spec 9.2).
-        self.queue = EventQueue(queue_size - 1)
+        self.queue = (ByteBoundedQueue(queue_size - 1, queue_bytes) if queue_bytes
+                      else EventQueue(queue_size - 1))
         self.channels: list[Channel] = []
         self.position: str | None = None
         self.user: str | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from twisted.internet import tcp
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 
@@ -35,6 +36,7 @@ def streaming(request: Request) -> None:
 def error_page(request: Request, status: int, message: str) -> bytes:
     """An HTML error page with ``message`` (escaped), as the servlet container gave."""
     request.setResponseCode(status)
+    request.pushpy_error = message  # the reason the error stats keep (pushpy.web.stats)
     no_cache(request)
     request.responseHeaders.setRawHeaders(b"Content-Type", [b"text/html;charset=UTF-8"])
     text = html_text(message)
@@ -102,7 +104,68 @@ def lenient_request_line(line: bytes) -> bytes:
 
 
 class LenientHTTPChannel(HTTPChannel):
-    """An ``HTTPChannel`` accepting raw spaces and bytes in the request target."""
+    """An ``HTTPChannel`` accepting raw spaces and bytes in the request target.
+
+    It also refuses a request body larger than ``max_body`` bytes (0: no
+    limit) with 413 before reading it: by its ``Content-Length``, or, for a
+    chunked body, once that many bytes have arrived.
+    """
+
+    max_body = 0
+    _body_read = 0
+    _refused = False
 
     def lineReceived(self, line: bytes) -> None:
         super().lineReceived(lenient_request_line(line))
+
+    def allHeadersReceived(self) -> None:
+        self._body_read = 0
+        super().allHeadersReceived()
+        if self.max_body and self.length is not None and self.length > self.max_body:
+            self._too_large()
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self.max_body and not self._handlingRequest:
+            self._body_read += len(data)
+            # Framing and a pipelined next request may come with the body: some slack.
+            if self._body_read > self.max_body + 65_536:
+                self._too_large()
+                return
+        super().rawDataReceived(data)
+
+    def _too_large(self) -> None:
+        self._refused = True
+        message = f"Request too large (at most {self.max_body} bytes, limit.body.bytes)".encode()
+        self.transport.write(b"HTTP/1.1 413 Request Entity Too Large\r\nConnection: close\r\n"
+                             b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n%s"
+                             % (len(message), message))
+        self.loseConnection()
+
+
+def channel_class(max_body: int) -> type[LenientHTTPChannel]:
+    """A :class:`LenientHTTPChannel` refusing bodies over ``max_body`` bytes."""
+    return type("PushpyHTTPChannel", (LenientHTTPChannel,), {"max_body": max_body})
+
+
+def write_now(channel: object, data: bytes) -> None:
+    """Write ``data`` to an HTTP channel's connection, sending at once when it can.
+
+    Twisted buffers every write, asks epoll to watch the socket, sends on the
+    next turn and stops watching: three system calls for one delivery.  When
+    the connection is a plain TCP socket with nothing buffered, one ``send``
+    does it; whatever the kernel does not take is buffered by the transport as
+    usual (so back-pressure and producers work unchanged).
+    """
+    transport = getattr(channel, "transport", None)
+    if (type(transport) is not tcp.Server or transport.dataBuffer or transport._tempDataBuffer
+            or not transport.connected or transport.disconnecting):
+        channel.write(data)  # type: ignore[attr-defined]
+        return
+    try:
+        sent = transport.socket.send(data)
+    except OSError:
+        sent = 0  # would block, or an error the transport will report on its own write
+    if sent < len(data):
+        transport.write(data[sent:])

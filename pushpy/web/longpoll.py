@@ -13,12 +13,15 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.web.error import UnsupportedMethod
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from pushpy import protocol as P
 from pushpy.core.sessions import Delivery, EndReason, Session
 from pushpy.errors import ClientError
+from pushpy.web.authz import check_binding, is_bound, refusal, request_credentials, respond, then
 from pushpy.web.http import client_address, error_page, no_cache, request_params
 from pushpy.web.native import NativeProtocol
 from pushpy.web.pushlet_channels import _Channel
@@ -103,19 +106,32 @@ class LongPollResource(Resource):
         server = self.push
         config = server.config
         now = server.clock.seconds()
+
+        def refuse(error: BaseException) -> bytes:
+            e = refusal(error, 400)
+            return error_page(request, e.status or 400, e.reason)
+
         try:
             params = request_params(request, limit=config.limit_params,
                                     max_bytes=config.limit_request_bytes)
             agent = request.getHeader(b"user-agent")
-            session, position = self.protocol.connect(
+            connected = self.protocol.connect(
                 params, last_event_id=None, address=client_address(request),
-                user_agent=agent.decode("latin-1").lower() if agent else "unknown", now=now)
+                user_agent=agent.decode("latin-1").lower() if agent else "unknown", now=now,
+                credentials=request_credentials(request, params,
+                                                "longpoll" if self.wait else "poll"))
         except ClientError as e:
-            return error_page(request, e.status or 400, e.reason)
-        no_cache(request)
-        request.responseHeaders.setRawHeaders(b"Content-Type", [JSON_TYPE])
-        LongPollChannel(server, request, session, position).start(now, wait=self.wait)
-        return NOT_DONE_YET
+            return refuse(e)
+
+        def start(found: tuple[Session, str]) -> int:
+            session, position = found
+            no_cache(request)
+            request.responseHeaders.setRawHeaders(b"Content-Type", [JSON_TYPE])
+            LongPollChannel(server, request, session, position).start(server.clock.seconds(),
+                                                                      wait=self.wait)
+            return NOT_DONE_YET
+
+        return respond(request, then(connected, start), refuse)
 
 
 class SendResource(Resource):
@@ -126,21 +142,26 @@ class SendResource(Resource):
     """
 
     isLeaf = True
+    allowedMethods = (b"POST",)
 
     def __init__(self, server: PushServer) -> None:
         super().__init__()
         self.push = server
         self.protocol = NativeProtocol(server)
 
-    def render_POST(self, request: Request) -> bytes:
+    def render_HEAD(self, request: Request) -> bytes:
+        raise UnsupportedMethod(self.allowedMethods)  # Resource's would call a missing render_GET
+
+    def render_POST(self, request: Request) -> bytes | int:
         server = self.push
         config = server.config
-        now = server.clock.seconds()
         try:
             params = parse_query(request.uri.partition(b"?")[2], limit=config.limit_params)
             session = server.dispatcher.find(params.get("session"))
             if session is None or session.format != P.FORMAT_JSON:
                 raise ClientError(f"Invalid or expired session: {params.get('session', '')[:64]}", 404)
+            if is_bound(session):
+                check_binding(server, session, lambda: request_credentials(request, params, "send"))
             request.content.seek(0, 2)
             if request.content.tell() > config.limit_request_bytes:
                 raise ClientError("Request too large", 413)
@@ -154,12 +175,19 @@ class SendResource(Resource):
         messages: list[Any] = payload if isinstance(payload, list) else [payload]
         if len(messages) > config.limit_params:
             return error_page(request, 400, f"too many messages (at most {config.limit_params})")
-        replies = []
-        for message in messages:
-            if not isinstance(message, dict):
-                replies.append({"type": "nack", "reason": "message must be a JSON object"})
-                continue
-            replies.append(self.protocol.handle(session, message, now))
-        no_cache(request)
-        request.responseHeaders.setRawHeaders(b"Content-Type", [JSON_TYPE])
-        return ("[" + ",".join(dumps(reply) for reply in replies) + "]").encode()
+
+
+        async def reply_all() -> bytes:
+            replies = []
+            for message in messages:
+                if not isinstance(message, dict):
+                    replies.append({"type": "nack", "reason": "message must be a JSON object"})
+                    continue
+                reply = self.protocol.handle(session, message, server.clock.seconds())
+                replies.append(await reply if isinstance(reply, Deferred) else reply)
+            no_cache(request)
+            request.responseHeaders.setRawHeaders(b"Content-Type", [JSON_TYPE])
+            return ("[" + ",".join(dumps(reply) for reply in replies) + "]").encode()
+
+        return respond(request, ensureDeferred(reply_all()),
+                       lambda e: error_page(request, 500, "internal error"))

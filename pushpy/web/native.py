@@ -13,12 +13,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
 from pushpy import protocol as P
+from pushpy.auth import Credentials, Identity
 from pushpy.core.events import Event, Route, make_event
 from pushpy.core.history import parse_position
+from pushpy.core.limits import check_event, check_publish_rate
 from pushpy.core.sessions import Delivery, EndReason, Session, SessionState
 from pushpy.core.subjects import Subscription
 from pushpy.errors import ClientError
+from pushpy.web.authz import (
+    adopt,
+    ask,
+    authorize_join,
+    check_binding,
+    is_bound,
+    refusal,
+    then,
+)
 from pushpy.wire.escape import valid_name
 from pushpy.wire.native import string_fields
 
@@ -33,39 +47,85 @@ class NativeProtocol:
         self.server = server
 
     def connect(self, params: Mapping[str, str], *, last_event_id: str | None, address: str,
-                user_agent: str, now: float) -> tuple[Session, str]:
+                user_agent: str, now: float,
+                credentials: Credentials | None = None) -> tuple[Session, str] | Deferred:
         """The session for a (re)connecting client and the position it resumes from.
 
         ``params`` may hold ``session`` (an id to continue), ``subject`` (a
         comma list) and ``last_event_id`` (which wins over the header value).
         Missed events and a ``recovery`` notice are queued on the session.
+        A new session is authorized first (a refusal is a 403); the answer is
+        a Deferred when the authorizer makes it wait.  A session bound to
+        other credentials is not continued: a new one is made.
         """
-        dispatcher = self.server.dispatcher
-        session = dispatcher.find(params.get("session"))
+        server = self.server
+        credentials = credentials or Credentials(params=dict(params), address=address)
+        session = server.dispatcher.find(params.get("session"))
         if session is not None and session.format != P.FORMAT_JSON:
             session = None  # never continue a Pushlet session here
+        if session is not None and is_bound(session):
+            try:
+                check_binding(server, session, lambda: credentials)
+            except ClientError:
+                session = None  # someone else's: knowing the id is not enough
         token = params.get("last_event_id") or last_event_id
         if session is None:
-            session = dispatcher.join(now, format=P.FORMAT_JSON, user_agent=user_agent,
-                                      address=address, params=params)
+            return then(authorize_join(server, credentials), lambda identity: self._start(
+                identity, credentials, params, token, address, user_agent))
+        return self._continue(session, token, now)
+
+    def _start(self, identity: Identity, credentials: Credentials, params: Mapping[str, str],
+               token: str | None, address: str, user_agent: str) -> tuple[Session, str] | Deferred:
+        """Make the session of a new client, once it is authorized."""
+        server = self.server
+        dispatcher = server.dispatcher
+        now = server.clock.seconds()
+        session = dispatcher.join(now, format=P.FORMAT_JSON, user_agent=user_agent,
+                                  address=address, params=params)
+        subject = params.get("subject")
+
+        def subscribe(_: object) -> tuple[Session, str]:
+            if session.state is SessionState.ENDED:
+                raise ClientError("session ended", 400)
             try:
-                subject = params.get("subject")
                 if subject:
                     dispatcher.subscribe(session, subject)
             except ClientError as e:
                 dispatcher.end(session, EndReason.LEAVE)
                 raise ClientError(e.reason, 400) from None
-            dispatcher.listen(session, P.MODE_STREAM, now)
-        else:
-            dispatcher.touch(session, now)
-            for channel in list(session.channels):
-                # One client, one connection: an old one still open (not yet noticed gone, or
-                # given up by the client) would take the events resumed below and lose them.
-                channel.end(EndReason.LEAVE)
-            if token and token == session.position:
-                # The client has all the session delivered; its queue holds the rest.
-                # (Resuming anyway would queue a ``recovery`` and end every long-poll at once.)
-                return session, token
+            later = server.clock.seconds()
+            dispatcher.listen(session, P.MODE_STREAM, later)
+            return self._position(session, token, later)
+
+        def fail(reason: Failure) -> Failure:
+            dispatcher.end(session, EndReason.LEAVE)  # refused, or the client went away
+            return reason
+
+        try:
+            adopt(server, session, identity, credentials)
+            check = ask(server.authorizer.subscribe, session, subject, status=403) if subject else None
+            answer = then(check, subscribe)
+        except ClientError:
+            dispatcher.end(session, EndReason.LEAVE)
+            raise
+        if isinstance(answer, Deferred):
+            answer.addErrback(fail)
+        return answer
+
+    def _continue(self, session: Session, token: str | None, now: float) -> tuple[Session, str]:
+        """Continue a live session: its old connection ends, its queue is kept."""
+        self.server.dispatcher.touch(session, now)
+        for channel in list(session.channels):
+            # One client, one connection: an old one still open (not yet noticed gone, or
+            # given up by the client) would take the events resumed below and lose them.
+            channel.end(EndReason.LEAVE)
+        if token and token == session.position:
+            # The client has all the session delivered; its queue holds the rest.
+            # (Resuming anyway would queue a ``recovery`` and end every long-poll at once.)
+            return session, token
+        return self._position(session, token, now)
+
+    def _position(self, session: Session, token: str | None, now: float) -> tuple[Session, str]:
         position = self.server.backplane.position
         if token:
             position = self.resume(session, token, list(session.subscriptions.values()), now)
@@ -99,41 +159,60 @@ class NativeProtocol:
             session.channels[-1].wake()
         return token if usable else self.server.backplane.position
 
-    def handle(self, session: Session, message: Mapping[str, Any], now: float) -> dict[str, Any]:
-        """Answer one client message (``subscribe``, ``unsubscribe``, ``publish``, ``hb``)."""
+    def handle(self, session: Session, message: Mapping[str, Any],
+               now: float) -> dict[str, Any] | Deferred:
+        """Answer one client message (``subscribe``, ``unsubscribe``, ``publish``, ``hb``).
+
+        The reply is a Deferred when the authorizer makes a subscribe or a
+        publish wait; a refusal is a ``nack`` with the reason.
+        """
         ref = message.get("ref")
         reply: dict[str, Any] = {"type": "ack"}
         if ref is not None:
             reply["ref"] = ref if isinstance(ref, str | int) else str(ref)
+
+        def nack(error: BaseException) -> dict[str, Any]:
+            reply["type"] = "nack"
+            reply["reason"] = refusal(error, None).reason
+            return reply
+
         try:
             if session.state is SessionState.ENDED:
                 raise ClientError("session ended")
             self.server.dispatcher.touch(session, now)
             kind = message.get("type")
             if kind == "subscribe":
-                reply.update(self._subscribe(session, message, now))
+                answer: Any = self._subscribe(session, message)
             elif kind == "unsubscribe":
-                reply.update(self._unsubscribe(session, message))
+                answer = self._unsubscribe(session, message)
             elif kind == "publish":
-                reply.update(self._publish(session, message))
+                answer = self._publish(session, message)
             elif kind == "hb":
-                reply["op"] = "hb"
+                answer = {"op": "hb"}
             else:
                 raise ClientError(f"unknown message type: {str(kind)[:40]}")
         except ClientError as e:
-            reply["type"] = "nack"
-            reply["reason"] = e.reason
+            return nack(e)
+        if isinstance(answer, Deferred):
+            return answer.addCallbacks(lambda done: {**reply, **done}, lambda f: nack(f.value))
+        reply.update(answer)
         return reply
 
-    def _subscribe(self, session: Session, message: Mapping[str, Any], now: float) -> dict[str, Any]:
+    def _subscribe(self, session: Session, message: Mapping[str, Any]) -> Any:
         subject = message.get("subject")
         if not isinstance(subject, str):
             raise ClientError(P.NO_SUBJECT)
-        subscription = self.server.dispatcher.subscribe(session, subject)
-        token = message.get("last_event_id")
-        if isinstance(token, str) and token:
-            self.resume(session, token, [subscription], now)
-        return {"op": "subscribe", "subject": subject}
+
+        def subscribe(_: object) -> dict[str, Any]:
+            if session.state is SessionState.ENDED:
+                raise ClientError("session ended")
+            subscription = self.server.dispatcher.subscribe(session, subject)
+            token = message.get("last_event_id")
+            if isinstance(token, str) and token:
+                self.resume(session, token, [subscription], self.server.clock.seconds())
+            return {"op": "subscribe", "subject": subject}
+
+        return then(ask(self.server.authorizer.subscribe, session, subject), subscribe)
 
     def _unsubscribe(self, session: Session, message: Mapping[str, Any]) -> dict[str, Any]:
         subject = message.get("subject")
@@ -148,25 +227,34 @@ class NativeProtocol:
                 dispatcher.unsubscribe(session, sid)
         return {"op": "unsubscribe", "subject": subject}
 
-    def _publish(self, session: Session, message: Mapping[str, Any]) -> dict[str, Any]:
+    def _publish(self, session: Session, message: Mapping[str, Any]) -> Any:
+        server = self.server
         subject = message.get("subject")
         target = message.get("to")
+        now = server.clock.seconds()
+        check_publish_rate(session.data, server.config, now)
         if not isinstance(subject, str) or not subject:
             raise ClientError(P.NO_SUBJECT)
         fields = string_fields(message.get("fields"))
         bad = [name for name in fields if not valid_name(name)]
         if bad:
             raise ClientError(f"invalid field name: {bad[0][:64]}")
-        now = self.server.clock.seconds()
         out = {P.P_EVENT: P.DATA, P.P_TIME: str(int(now)), **fields,
                P.P_SUBJECT: subject, P.P_FROM: session.id}
         out[P.P_EVENT] = P.DATA
-        if isinstance(target, str) and target:
-            event = Event(out, route=Route.UNICAST, target=target)
-        else:
-            event = Event(out)
-        stored = self.server.publish_event(event)
-        return {"op": "publish", "id": getattr(stored, "position", None)}
+        check_event(out, server.config)
+
+        def publish(_: object) -> dict[str, Any]:
+            if session.state is SessionState.ENDED:
+                raise ClientError("session ended")
+            if isinstance(target, str) and target:
+                event = Event(out, route=Route.UNICAST, target=target)
+            else:
+                event = Event(out)
+            stored = server.publish_event(event)
+            return {"op": "publish", "id": getattr(stored, "position", None)}
+
+        return then(ask(server.authorizer.publish, session, subject), publish)
 
 
 def _by_offset(recovered: list[Delivery], kept: list[Delivery]) -> list[Delivery]:

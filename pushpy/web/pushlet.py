@@ -10,14 +10,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from pushpy import protocol as P
+from pushpy.auth import Credentials, Identity
 from pushpy.core.events import Event, Route
+from pushpy.core.limits import check_event, check_publish_rate
 from pushpy.core.sessions import EndReason, Session
 from pushpy.errors import ClientError
+from pushpy.web.authz import (
+    adopt,
+    ask,
+    authorize_join,
+    check_binding,
+    is_bound,
+    refusal,
+    request_credentials,
+    respond,
+    then,
+)
 from pushpy.web.http import client_address, error_page, no_cache, request_params, streaming
 from pushpy.web.pushlet_channels import RefreshChannel, StreamChannel, refresh_url
 from pushpy.wire.escape import valid_name
@@ -40,7 +55,7 @@ class PushletResource(Resource):
         super().__init__()
         self.push = server
         self.handlers: dict[str, Handler] = {
-            P.JOIN: self._join,
+            P.JOIN: self._join_ack,
             P.JOIN_LISTEN: self._listen,
             P.LISTEN: self._listen,
             P.REFRESH: self._refresh,
@@ -68,27 +83,104 @@ class PushletResource(Resource):
             if not name:
                 raise ClientError(P.NO_EVENT_TYPE, 400)
             if name.startswith(P.JOIN):
-                session = self._new_session(request, params, now)
-            else:
-                session = server.dispatcher.require(params.get(P.P_ID))
-                server.dispatcher.touch(session, now)
+                return self._join(request, params, name, now)
+            session = server.dispatcher.require(params.get(P.P_ID))
+            if is_bound(session):
+                check_binding(server, session, lambda: request_credentials(request, params, "pushlet"))
+            server.dispatcher.touch(session, now)
             handler = self.handlers.get(name)
             if handler is None:
                 raise ClientError(P.UNKNOWN_EVENT.format(event=name))
-            return handler(request, session, params, now)
+            if name in P.DATA_CHANNEL_EVENTS and len(session.channels) >= config.limit_channels_per_session:
+                raise ClientError("too many open data channels for this session (at most"
+                                  f" {config.limit_channels_per_session}, limit.channels.per.session)")
+            check = self._authorize(session, name, params, now)
+            if check is None:
+                return handler(request, session, params, now)
+            answer = then(check, lambda _: handler(request, session, params, server.clock.seconds()))
+            return respond(request, answer, lambda e: self._refuse(request, session, e))
         except ClientError as e:
-            if e.status is not None or session is None:
-                self.log.debug("refused {uri}: {reason}", uri=request.uri, reason=e.reason)
-                return error_page(request, e.status or 400, e.reason)
-            return self._control(request, session, {P.P_EVENT: P.NACK, P.P_TIME: str(int(now)),
-                                                    P.P_ID: session.id, P.P_REASON: e.reason})
+            return self._refuse(request, session, e)
+
+    def _refuse(self, request: Request, session: Session | None, error: BaseException) -> bytes:
+        """An error page, or a ``nack`` when a live session's request is refused."""
+        e = refusal(error, None if session is not None else 400)
+        if e.status is not None or session is None:
+            self.log.debug("refused {uri}: {reason}", uri=request.uri, reason=e.reason)
+            return error_page(request, e.status or 400, e.reason)
+        return self._control(request, session, {
+            P.P_EVENT: P.NACK, P.P_TIME: str(int(self.push.clock.seconds())),
+            P.P_ID: session.id, P.P_REASON: e.reason})
+
+    # -- authorization ----------------------------------------------------
+
+    def _join(self, request: Request, params: Params, name: str, now: float) -> bytes | int:
+        """``join``/``join-listen``: ask the authorizer, then make the session (403 if refused)."""
+        fmt = params.get(P.P_FORMAT) or P.FORMAT_JS
+        if fmt not in CODECS:
+            raise ClientError(P.UNSUPPORTED_FORMAT.format(format=fmt), 400)
+        credentials = request_credentials(request, params, "pushlet")
+        answer = then(authorize_join(self.push, credentials),
+                      lambda identity: self._joined(request, params, name, identity, credentials))
+        return respond(request, answer, lambda e: self._refuse(request, None, refusal(e, 403)))
+
+    def _joined(self, request: Request, params: Params, name: str, identity: Identity,
+                credentials: Credentials) -> bytes | int | Deferred:
+        server = self.push
+        now = server.clock.seconds()
+        session = self._new_session(request, params, now)
+        try:
+            adopt(server, session, identity, credentials)
+            subject = params.get(P.P_SUBJECT)
+            check = ask(server.authorizer.subscribe, session, subject, status=403) \
+                if name == P.JOIN_LISTEN and subject else None
+        except ClientError:
+            server.dispatcher.end(session, EndReason.LEAVE)
+            raise
+        handler = self.handlers.get(name)
+
+        def run(_: object) -> bytes | int:
+            try:
+                if handler is None:
+                    raise ClientError(P.UNKNOWN_EVENT.format(event=name))
+                return handler(request, session, params, server.clock.seconds())
+            except ClientError as e:  # a nack, as for any request of a live session
+                return self._refuse(request, session, e)
+
+        def fail(error: Failure) -> Failure:
+            server.dispatcher.end(session, EndReason.LEAVE)  # refused or the client went away
+            return error
+
+        if check is None:
+            return run(None)
+        try:
+            answer = then(check, run)
+        except ClientError:
+            server.dispatcher.end(session, EndReason.LEAVE)
+            raise
+        if isinstance(answer, Deferred):
+            answer.addErrback(fail)
+        return answer
+
+    def _authorize(self, session: Session, name: str, params: Params, now: float) -> object:
+        """The authorizer's answer for a subscribing or publishing request (``None``: nothing to ask)."""
+        authorizer = self.push.authorizer
+        subject = params.get(P.P_SUBJECT)
+        if name == P.SUBSCRIBE or name == P.LISTEN:
+            return ask(authorizer.subscribe, session, subject) if subject else None
+        if name == P.PUBLISH:
+            config = self.push.config
+            check_publish_rate(session.data, config, now)
+            if not subject:
+                raise ClientError(P.NO_SUBJECT)
+            check_event(params, config)
+            return ask(authorizer.publish, session, subject)
+        return None
 
     # -- helpers ----------------------------------------------------------
 
     def _new_session(self, request: Request, params: Params, now: float) -> Session:
         fmt = params.get(P.P_FORMAT) or P.FORMAT_JS
-        if fmt not in CODECS:
-            raise ClientError(P.UNSUPPORTED_FORMAT.format(format=fmt), 400)
         agent = request.getHeader(b"user-agent")
         return self.push.dispatcher.join(
             now, format=fmt, user_agent=agent.decode("latin-1").lower() if agent else "unknown",
@@ -113,7 +205,7 @@ class PushletResource(Resource):
 
     # -- control events ---------------------------------------------------
 
-    def _join(self, request: Request, session: Session, params: Params, now: float) -> bytes:
+    def _join_ack(self, request: Request, session: Session, params: Params, now: float) -> bytes:
         return self._control(request, session,
                              self._ack(P.JOIN_ACK, session, now, p_format=session.format))
 

@@ -19,6 +19,7 @@ from zope.interface import implementer
 
 from pushpy import protocol as P
 from pushpy.core.sessions import Delivery, EndReason, Session, SessionState
+from pushpy.web.http import write_now
 from pushpy.wire.pushlet import PushletCodec
 
 if TYPE_CHECKING:
@@ -128,9 +129,9 @@ class StreamChannel(_Channel):
         if channel is None or not request.startedWriting or request.method == b"HEAD":
             request.write(data)
         elif request.chunked:
-            channel.write(b"%x\r\n%s\r\n" % (len(data), data))
+            write_now(channel, b"%x\r\n%s\r\n" % (len(data), data))
         else:
-            channel.write(data)
+            write_now(channel, data)
 
     def flush(self) -> None:
         """Write every queued event in one write."""

@@ -16,7 +16,8 @@ from twisted.web.util import Redirect
 
 from pushpy.errors import UsageError
 from pushpy.server import PushServer
-from pushpy.web.http import LenientHTTPChannel
+from pushpy.web.http import channel_class
+from pushpy.web.stats import watch_site
 
 DEFAULT_ROOT = "/pushlet/"
 _PACKAGE = Path(__file__).resolve().parent.parent
@@ -40,6 +41,28 @@ def find_webroot(package: Path = _PACKAGE) -> Path:
 DEFAULT_WEBROOT = find_webroot()
 
 
+class WebRoot(File):
+    """The static web root.
+
+    A path segment that holds a NUL or is not UTF-8 is a quiet 404 (``File``
+    would answer 500 or log a failure for each such request), and folders are
+    not listed.
+    """
+
+    def getChild(self, path: bytes, request: object) -> object:
+        if isinstance(path, bytes):
+            try:
+                path.decode("utf-8")
+            except UnicodeDecodeError:
+                return self.childNotFound
+            if b"\x00" in path:
+                return self.childNotFound
+        return super().getChild(path, request)
+
+    def directoryListing(self) -> object:
+        return self.childNotFound
+
+
 def normalize_root(root: str) -> list[bytes]:
     """The path segments of a mount root such as ``/pushlet/``; checked per spec 14.1.2."""
     segments = [s for s in root.strip("/").split("/") if s]
@@ -54,7 +77,7 @@ def build_resource(server: PushServer, *, webroot: str | Path | None = None,
     """The site's root resource: ``root`` holds the web root and ``pushlet.srv``."""
     folder = Path(webroot) if webroot else DEFAULT_WEBROOT
     if folder.is_dir():
-        mount: Resource = File(str(folder))
+        mount: Resource = WebRoot(str(folder))
     else:
         mount = Resource()
     for name, resource in server.resources().items():
@@ -77,5 +100,7 @@ def build_site(server: PushServer, **kwargs: object) -> Site:
     """A :class:`~twisted.web.server.Site` serving :func:`build_resource`."""
     site = Site(build_resource(server, **kwargs))
     site.displayTracebacks = False
-    site.protocol = LenientHTTPChannel  # raw spaces in queries (spec 14.1.3)
+    # Raw spaces in queries (spec 14.1.3); bodies bounded by limit.body.bytes.
+    site.protocol = channel_class(server.config.limit_body_bytes)
+    watch_site(site, server)  # request errors: counted by kind, logged (pushpy.web.stats)
     return site

@@ -18,7 +18,8 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from pushpy.core.sessions import EndReason, Session
 from pushpy.errors import ClientError
-from pushpy.web.http import client_address, error_page, no_cache, request_params, streaming
+from pushpy.web.authz import refusal, request_credentials, respond, then
+from pushpy.web.http import client_address, error_page, no_cache, request_params, streaming, write_now
 from pushpy.web.native import NativeProtocol
 from pushpy.web.pushlet_channels import StreamChannel
 from pushpy.wire.native import Framing, LineFraming, ScriptFraming, SSEFraming, script_callback
@@ -56,17 +57,23 @@ class NativeStreamChannel(StreamChannel):
         items = self.session.take(now)
         if not items:
             return
-        event_bytes = self.framing.event
-        data = b"".join([event_bytes(event) for event, _ in items])
         for event, _ in reversed(items):
             if event.offset is not None:
                 self.session.position = event.position
                 break
-        self.request.write(data)
+        request = self.request
+        if len(items) == 1 and request.chunked and request.startedWriting and request.channel:
+            # The common case: one event, whose framed chunk every connection shares.
+            data = self.framing.event_chunk(items[0][0])
+            write_now(request.channel, data)
+        else:
+            event_bytes = self.framing.event
+            data = b"".join([event_bytes(event) for event, _ in items])
+            self.send(data)
         self.written += len(data)
         self._rearm(now)
         if self.written >= self.server.config.stream_max_bytes:
-            self.request.write(self.framing.message({"type": "reconnect"}))
+            self.send(self.framing.message({"type": "reconnect"}))
             self._close()
 
     def fire(self, now: float) -> None:
@@ -76,14 +83,14 @@ class NativeStreamChannel(StreamChannel):
             self.flush()
             return
         self.session.last_active = self.session.last_alive = now
-        self.request.write(self.framing.heartbeat)
+        self.send(self.framing.heartbeat)
         self._rearm(now)
 
     def end(self, reason: EndReason) -> None:
         if self.done:
             return
         if reason.aborts:
-            self.request.write(self.framing.message({"type": "close", "reason": reason.value}))
+            self.send(self.framing.message({"type": "close", "reason": reason.value}))
         self._close()
 
 
@@ -93,45 +100,58 @@ class NativeStreamResource(Resource):
     isLeaf = True
     log = Logger()
 
-    def __init__(self, server: PushServer, framing: Callable[[Request, dict], Framing]) -> None:
+    def __init__(self, server: PushServer, framing: Callable[[Request, dict], Framing],
+                 transport: str = "") -> None:
         super().__init__()
         self.push = server
         self.protocol = NativeProtocol(server)
         self.framing = framing
+        self.transport = transport
 
     def render_GET(self, request: Request) -> bytes | int:
         server = self.push
         config = server.config
         now = server.clock.seconds()
+
+        def refuse(error: BaseException) -> bytes:
+            e = refusal(error, 400)
+            return error_page(request, e.status or 400, e.reason)
+
         try:
             params = request_params(request, limit=config.limit_params,
                                     max_bytes=config.limit_request_bytes)
             framing = self.framing(request, params)
             header = request.getHeader(b"last-event-id")
             agent = request.getHeader(b"user-agent")
-            session, position = self.protocol.connect(
+            connected = self.protocol.connect(
                 params, last_event_id=header.decode("latin-1") if header else None,
                 address=client_address(request),
-                user_agent=agent.decode("latin-1").lower() if agent else "unknown", now=now)
+                user_agent=agent.decode("latin-1").lower() if agent else "unknown", now=now,
+                credentials=request_credentials(request, params, self.transport))
         except ClientError as e:
-            return error_page(request, e.status or 400, e.reason)
-        no_cache(request)
-        streaming(request)
-        request.responseHeaders.setRawHeaders(b"Content-Type", [framing.content_type])
-        NativeStreamChannel(server, request, session, framing).open(position, now)
-        return NOT_DONE_YET
+            return refuse(e)
+
+        def start(found: tuple[Session, str]) -> int:
+            session, position = found
+            no_cache(request)
+            streaming(request)
+            request.responseHeaders.setRawHeaders(b"Content-Type", [framing.content_type])
+            NativeStreamChannel(server, request, session, framing).open(position, server.clock.seconds())
+            return NOT_DONE_YET
+
+        return respond(request, then(connected, start), refuse)
 
 
 def sse_resource(server: PushServer) -> NativeStreamResource:
     """``GET .../sse``: Server-Sent Events."""
     framing = SSEFraming(server.config.sse_retry_millis)
-    return NativeStreamResource(server, lambda request, params: framing)
+    return NativeStreamResource(server, lambda request, params: framing, "sse")
 
 
 def xhr_resource(server: PushServer) -> NativeStreamResource:
     """``GET .../xhr``: XHR streaming, one JSON message per line."""
     framing = LineFraming()
-    return NativeStreamResource(server, lambda request, params: framing)
+    return NativeStreamResource(server, lambda request, params: framing, "xhr")
 
 
 def iframe_resource(server: PushServer) -> NativeStreamResource:
@@ -147,4 +167,4 @@ def iframe_resource(server: PushServer) -> NativeStreamResource:
             framings[name] = ScriptFraming(name)
         return framings.get(name) or ScriptFraming(name)
 
-    return NativeStreamResource(server, pick)
+    return NativeStreamResource(server, pick, "iframe")

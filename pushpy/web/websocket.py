@@ -13,13 +13,18 @@ from typing import TYPE_CHECKING, Any
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.util import encode_truncate
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from pushpy.auth import Credentials
 from pushpy.core.sessions import EndReason, Session, SessionState
 from pushpy.errors import ClientError
+from pushpy.web.authz import refusal, settle
 from pushpy.web.native import NativeProtocol
+from pushpy.web.origins import OriginPolicy
 from pushpy.wire.native import dumps, event_json, parse_message
 
 if TYPE_CHECKING:
@@ -111,37 +116,88 @@ class WebSocketChannel:
 
 
 class PushpyWebSocket(WebSocketServerProtocol):
-    """Translates WebSocket frames into :class:`NativeProtocol` calls."""
+    """Translates WebSocket frames into :class:`NativeProtocol` calls.
+
+    The handshake checks the page's ``Origin`` (403 if the origin policy
+    refuses it); the session is made (and authorized) when the connection
+    opens, and a refusal closes it with code 1008 and the reason.  Replies
+    to client messages keep the messages' order even when the authorizer
+    makes one wait.
+    """
 
     log = Logger()
     channel: WebSocketChannel | None = None
     params: dict[str, str]
     last_event_id: str | None = None
+    credentials: Credentials | None = None
+    #: Messages that arrived while the session was being authorized.
+    early: list[bytes] | None = None
+    #: The last reply still waiting on the authorizer (later replies wait for it).
+    replying: Deferred | None = None
+    #: The session being authorized, while the authorizer thinks.
+    connecting: Deferred | None = None
 
     def onConnect(self, request: Any) -> None:
+        origin = request.headers.get("origin")
+        if self.factory.origins.check(origin, request.headers.get("host")) is None:
+            raise ConnectionDeny(403, f"origin not allowed: {str(origin)[:100]} (origins.allowed)")
         self.params = {k: v[0] for k, v in request.params.items() if v}
         self.last_event_id = request.headers.get("last-event-id")
+        self.credentials = Credentials(
+            params=self.params, headers=dict(request.headers),
+            cookies=_cookies(request.headers.get("cookie")),
+            address=getattr(self.transport.getPeer(), "host", ""), transport="ws")
 
     def onOpen(self) -> None:
         server: PushServer = self.factory.push
-        now = server.clock.seconds()
+        credentials = self.credentials or Credentials()
         try:
-            session, position = self.factory.native.connect(
-                self.params, last_event_id=self.last_event_id,
-                address=getattr(self.transport.getPeer(), "host", ""),
-                user_agent=(self.http_headers.get("user-agent") or "unknown").lower(), now=now)
+            connected = self.factory.native.connect(
+                self.params, last_event_id=self.last_event_id, address=credentials.address,
+                user_agent=(self.http_headers.get("user-agent") or "unknown").lower(),
+                now=server.clock.seconds(), credentials=credentials)
+            done, found = settle(connected)
         except ClientError as e:
-            self.send_text(dumps({"type": "close", "reason": e.reason}))
-            self.close_with(1008, e.reason)
+            self._refused(e)
+            return
+        if done:
+            self._opened(found)
+            return
+        self.early = []
+        self.connecting = found
+        found.addCallbacks(self._opened, lambda f: self._refused(f.value)).addErrback(
+            lambda f: self.log.failure("opening a WebSocket session failed", f))
+
+    def _refused(self, error: BaseException) -> None:
+        self.early = None
+        if self.state == self.STATE_CLOSED:
+            return
+        reason = refusal(error, 403).reason
+        self.send_text(dumps({"type": "close", "reason": reason}))
+        self.close_with(1008, reason)
+
+    def _opened(self, found: tuple[Session, str]) -> None:
+        session, position = found
+        server: PushServer = self.factory.push
+        early, self.early = self.early, None
+        if self.state == self.STATE_CLOSED:
+            # Gone while the authorizer thought (only new sessions wait): nobody has the session.
+            server.dispatcher.end(session, EndReason.LEAVE)
             return
         self.channel = WebSocketChannel(server, self, session)
         transport = self.transport
         if getattr(transport, "producer", None) is not None:
             transport.unregisterProducer()  # the HTTP channel that handed the socket over
         transport.registerProducer(self.channel, True)
-        self.channel.start(position, now)
+        self.channel.start(position, server.clock.seconds())
+        for payload in early or ():
+            self.onMessage(payload, False)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if self.early is not None:
+            if len(self.early) < 64:
+                self.early.append(payload)
+            return
         channel = self.channel
         if channel is None or channel.done:
             return
@@ -149,12 +205,44 @@ class PushpyWebSocket(WebSocketServerProtocol):
         try:
             message = parse_message(payload, max_bytes=server.config.limit_request_bytes)
         except ClientError as e:
-            self.send_text(dumps({"type": "nack", "reason": e.reason}))
+            self._reply({"type": "nack", "reason": e.reason})
             return
-        reply = self.factory.native.handle(channel.session, message, server.clock.seconds())
-        self.send_text(dumps(reply))
+        self._reply(self.factory.native.handle(channel.session, message, server.clock.seconds()))
+
+    def _reply(self, reply: Any) -> None:
+        """Send ``reply`` (maybe a Deferred) after every earlier reply."""
+        if self.replying is None and not isinstance(reply, Deferred):
+            self.send_text(dumps(reply))
+            return
+        before = self.replying
+        d: Deferred = Deferred()
+        self.replying = d
+
+        def send(value: Any) -> None:
+            if self.state != self.STATE_CLOSED:
+                self.send_text(dumps(value))
+            if self.replying is d:
+                self.replying = None
+            d.callback(None)
+
+        def after(_: object) -> None:
+            if isinstance(reply, Deferred):
+                def failed(reason: Any) -> None:
+                    self.log.failure("a WebSocket reply failed", reason)
+                    send({"type": "nack", "reason": "internal error"})
+
+                reply.addCallbacks(send, failed)
+            else:
+                send(reply)
+
+        if before is None:
+            after(None)
+        else:
+            before.addCallback(after)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self.connecting is not None and not self.connecting.called:
+            self.connecting.cancel()  # the authorizer's answer is no longer awaited
         if self.channel is not None:
             self.channel.close()
             transport = self.transport
@@ -174,12 +262,23 @@ class PushpyWebSocket(WebSocketServerProtocol):
         self.sendCloseFrame(code=code, reasonUtf8=encode_truncate(reason, 123), isReply=False)
 
 
+def _cookies(header: str | None) -> dict[str, str]:
+    """The cookies of a ``Cookie`` header."""
+    out: dict[str, str] = {}
+    for part in (header or "").split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep and name and name not in out:
+            out[name] = value.strip()
+    return out
+
+
 def websocket_resource(server: PushServer) -> WebSocketResource:
     """``.../ws``: the WebSocket endpoint, mounted in the same site."""
     factory = WebSocketServerFactory()
     factory.protocol = PushpyWebSocket
     factory.push = server
     factory.native = NativeProtocol(server)
+    factory.origins = OriginPolicy(server.config.origins_allowed)
     factory.setProtocolOptions(maxMessagePayloadSize=server.config.limit_request_bytes,
                                maxFramePayloadSize=server.config.limit_request_bytes)
     return WebSocketResource(factory)

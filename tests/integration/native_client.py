@@ -430,10 +430,11 @@ class NativeHarness:
         except ValueError:
             return response.code, body.decode("utf-8", "replace")
 
-    async def send(self, session: str | None, body: Any, *, raw: bool = False) -> tuple[int, Any]:
+    async def send(self, session: str | None, body: Any, *, raw: bool = False,
+                   **params: str) -> tuple[int, Any]:
         """``POST /pushlet/send?session=ID`` with ``body`` (JSON-encoded unless ``raw``)."""
         data = body if raw else json.dumps(body).encode("utf-8")
-        response = await self.client.post(self.url("send", {"session": session}), data=data,
+        response = await self.client.post(self.url("send", {"session": session, **params}), data=data,
                                           headers={"Content-Type": ["application/json"]},
                                           timeout=5)
         content = await treq.content(response)

@@ -62,7 +62,7 @@ def test_stop_service_aborts_every_open_channel_and_leaves_no_delayed_calls():
     joined = session_id(open_request(server, "p_event=join&p_format=xml"))
     reactor.advance(5)
     server.publish("/s0/x", n="queued")  # a flush is pending at shutdown
-    assert len(reactor.getDelayedCalls()) == 3  # sweeper, shared timer, flush
+    assert len(reactor.getDelayedCalls()) == 4  # sweeper, stats publisher, shared timer, flush
     with capturedLogs() as logs:
         server.stopService()
         _settle(server)

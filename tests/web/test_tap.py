@@ -20,6 +20,7 @@ from twisted.web.test.requesthelper import DummyRequest
 from pushpy import tap
 from pushpy.server import PushServer
 from pushpy.sources import samples
+from pushpy.web.origins import OriginGuard
 from pushpy.web.pushlet import PushletResource
 
 
@@ -191,7 +192,8 @@ def test_make_service_holds_server_then_one_listener_per_listen(tmp_path) -> Non
     assert isinstance(unix.endpoint, UNIXServerEndpoint)
     assert tcp.factory is unix.factory
     assert isinstance(tcp.factory, Site)
-    assert isinstance(resource_at(tcp.factory, b"/pushlet/pushlet.srv"), PushletResource)
+    guard = resource_at(tcp.factory, b"/pushlet/pushlet.srv")
+    assert isinstance(guard, OriginGuard) and isinstance(guard.resource, PushletResource)
 
 
 def test_make_service_mounts_at_root_and_webroot(tmp_path) -> None:
@@ -199,7 +201,7 @@ def test_make_service_mounts_at_root_and_webroot(tmp_path) -> None:
     (tmp_path / "hello.html").write_text("hi")
     options = parse("--no-sources", "--root", "/push/", "--webroot", str(tmp_path), "--listen", "tcp:0")
     site = list(tap.makeService(options))[1].factory
-    assert isinstance(resource_at(site, b"/push/pushlet.srv"), PushletResource)
+    assert isinstance(resource_at(site, b"/push/pushlet.srv").resource, PushletResource)
     assert resource_at(site, b"/push/hello.html").path == str(tmp_path / "hello.html")
 
 

@@ -356,6 +356,7 @@
     this.transport = null;     // the transport in use (or being tried)
     this.session = null;       // the server's session id
     this.lastEventId = given.lastEventId || null;  // where to resume from
+    this.token = given.token || null;  // a signed token, sent with every request (docs/security.md)
     this.state = 'connecting'; // 'connecting', 'open', 'closed'
     this._subs = [];           // [{subject, handlers}]
     this._serverSubs = [];     // the subscriptions the session has on the server (subject strings)
@@ -525,7 +526,8 @@
       }
       conn.subjects = subjects.slice(0, MAX_URL_SUBJECTS).join(',');
       conn.resumeFrom = this.lastEventId;
-      return query({subject: conn.subjects, session: this.session, last_event_id: this.lastEventId});
+      return query({subject: conn.subjects, session: this.session, last_event_id: this.lastEventId,
+                    token: this.token});
     },
 
     /* `conn` is over (quietly): stop it and its timers. */
@@ -890,7 +892,7 @@
       batch = this._posts.splice(0, 64);  // server: limit.params messages per request
       this._posting = true;
       xhr = new XMLHttpRequest();
-      xhr.open('POST', this.url + 'send?' + query({session: session}), true);
+      xhr.open('POST', this.url + 'send?' + query({session: session, token: this.token}), true);
       xhr.setRequestHeader('Content-Type', 'application/json');
       xhr.onreadystatechange = function () {
         var replies, i;

@@ -1,0 +1,25 @@
+"""Fixtures of the client tests; the helpers live in :mod:`client_support`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest_twisted
+from client_support import FAST, Running
+
+from pushpy.config import Config
+
+
+@pytest_twisted.async_yield_fixture
+async def pushpy_server():
+    """A factory of running servers: ``pushpy_server(**config_overrides) -> Running``."""
+    running: list[Running] = []
+
+    def start(port: int = 0, **overrides: Any) -> Running:
+        server = Running(Config(**{**FAST, **overrides}), port)
+        running.append(server)
+        return server
+
+    yield start
+    for server in running:
+        await server.close()

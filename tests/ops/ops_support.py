@@ -1,0 +1,209 @@
+"""Helpers of the operations tests: real pushpy servers on loopback, waiting without blind sleeps.
+
+The ``pushpy_server(**config)`` fixture (``conftest.py``) starts a :class:`~pushpy.server.PushServer` with
+:func:`~pushpy.web.site.build_site` on ``127.0.0.1`` (a free port) and returns
+a :class:`Running` server.  Tear-down stops everything the tests started, clients included.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from treq.client import HTTPClient
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from pushpy.client import Client
+from pushpy.config import Config
+from pushpy.server import PushServer
+from pushpy.web.site import build_site
+
+FAST = {"queue_read_timeout_millis": 1_000, "session_check_millis": 100}
+
+
+def sleep(seconds: float) -> Deferred:
+    d: Deferred = Deferred()
+    reactor.callLater(seconds, d.callback, None)
+    return d
+
+
+async def eventually(check: Callable[[], object], timeout: float = 5.0, step: float = 0.01) -> None:
+    """Wait until ``check()`` is true, polling the reactor."""
+    waited = 0.0
+    while not check():
+        if waited >= timeout:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await sleep(step)
+        waited += step
+
+
+class Running:
+    """A server listening on loopback, and the clients made for it."""
+
+    def __init__(self, config: Config, port: int = 0) -> None:
+        self.config = config
+        self.push = PushServer(config, reactor=reactor)
+        self.push.startService()
+        self.site = build_site(self.push)
+        self.port = reactor.listenTCP(port, self.site, interface="127.0.0.1")
+        self.number = self.port.getHost().port
+        self.url = f"http://127.0.0.1:{self.number}/pushlet/"
+        self.clients: list[Client] = []
+        self.extra_ports: list[Any] = []
+        self.pool = HTTPConnectionPool(reactor, persistent=False)
+        self.agent = Agent(reactor, pool=self.pool)
+        self.http = HTTPClient(self.agent)
+
+    async def get(self, path: str) -> tuple[int, Any, bytes]:
+        """``GET <root><path>``: status, headers and body."""
+        response = await self.http.get(self.url + path, timeout=5)
+        return response.code, response.headers, await response.content()
+
+    async def stats(self) -> dict[str, Any]:
+        """The JSON of ``<root>stats``."""
+        code, _, body = await self.get("stats")
+        assert code == 200, body
+        return json.loads(body)
+
+    async def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Every sample of ``<root>metrics``: ``{(name, sorted labels): value}``."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        code, _, body = await self.get("metrics")
+        assert code == 200, body
+        return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for family in text_string_to_metric_families(body.decode())
+                for sample in family.samples}
+
+    def client(self, **options: Any) -> Client:
+        options.setdefault("reconnect_delay", 0.05)
+        options.setdefault("max_reconnect_delay", 0.2)
+        client = Client(options.pop("url", self.url), reactor=reactor, **options)
+        self.clients.append(client)
+        return client
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.close()
+        for port in self.extra_ports:
+            await maybeDeferred(port.stopListening)
+        await maybeDeferred(self.port.stopListening)
+        if self.push.running:
+            await maybeDeferred(self.push.stopService)
+        await self.pool.closeCachedConnections()
+
+
+# -- the plain TCP transport ------------------------------------------------------
+
+class LineClient(Protocol):
+    """A raw TCP client of the JSON-lines transport, recording every line it reads."""
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+        self.messages: list[dict[str, Any]] = []
+        self.closed = False
+        self._buffer = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        *lines, self._buffer = (self._buffer + data).split(b"\n")
+        for line in lines:
+            self.lines.append(line)
+            self.messages.append(json.loads(line))
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.closed = True
+
+    def send(self, message: dict[str, Any] | bytes) -> None:
+        data = message if isinstance(message, bytes) else json.dumps(message).encode()
+        self.transport.write(data + b"\n")
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m.get("type") == kind]
+
+    async def until(self, kind: str, count: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
+        await eventually(lambda: len(self.of_type(kind)) >= count or self.closed, timeout)
+        assert len(self.of_type(kind)) >= count, self.messages
+        return self.of_type(kind)
+
+
+def listen_tcp(server: Running) -> int:
+    """Serve the TCP transport of ``server`` on a free loopback port; the port number."""
+    from pushpy.web.tcp import tcp_factory
+
+    port = reactor.listenTCP(0, tcp_factory(server.push), interface="127.0.0.1")
+    server.extra_ports.append(port)
+    return port.getHost().port
+
+
+async def line_client(port: int, connect: dict[str, Any] | None = None) -> LineClient:
+    """A connected :class:`LineClient`; with ``connect``, that message is sent first."""
+    client = LineClient()
+    await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5), client)
+    if connect is not None:
+        client.send({"type": "connect", **connect})
+    return client
+
+
+# -- observers of the closing of each transport -------------------------------------
+
+class Body(Protocol):
+    """A streaming HTTP response body, kept whole, and whether the server ended it."""
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.closed = False
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.closed = True
+
+
+async def open_body(agent: Any, url: str) -> Body:
+    """GET ``url`` and read its body as it arrives."""
+    response = await agent.request(b"GET", url.encode())
+    assert response.code == 200, response.code
+    body = Body()
+    response.deliverBody(body)
+    return body
+
+
+class WSWatcher(WebSocketClientProtocol):
+    """A WebSocket client recording messages and how the connection closed."""
+
+    def onConnect(self, response: Any) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self.closed = False
+
+    def onOpen(self) -> None:
+        self.factory.opened.callback(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        value = json.loads(payload)
+        self.messages.extend(value if isinstance(value, list) else [value])
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self.closed = True
+        self.close_code = code
+        self.close_reason = reason
+        if not self.factory.opened.called:
+            self.factory.opened.errback(ConnectionError(f"closed before open: {code} {reason}"))
+
+
+async def open_ws(url: str) -> WSWatcher:
+    """A connected :class:`WSWatcher` for ``ws://...`` ``url``."""
+    factory = WebSocketClientFactory(url, reactor=reactor)
+    factory.protocol = WSWatcher
+    factory.opened = Deferred()
+    port = int(url.split(":")[2].split("/")[0])
+    await TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5).connect(factory)
+    return await factory.opened
