@@ -92,8 +92,33 @@ class _Channel:
             request.finish()
 
 
+class ProducingChannel:
+    """What every long-lived channel shares: the heartbeat timer and back-pressure.
+
+    As an ``IPushProducer`` of its connection, the channel stops taking events
+    from the session queue while the client is not reading (so the overflow
+    policy applies) and starts again when it drains.
+    """
+
+    __slots__ = ()
+
+    def _rearm(self, now: float) -> None:
+        self.server.scheduler.set(self, now + self.server.config.queue_read_timeout_millis / 1000.0)
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        if self.session.queue:
+            self.wake()
+
+    def stopProducing(self) -> None:
+        self.paused = True
+
+
 @implementer(IPushProducer)
-class StreamChannel(_Channel):
+class StreamChannel(ProducingChannel, _Channel):
     """A ``stream``-mode response, open until the session or the client ends it."""
 
     __slots__ = ("paused",)
@@ -161,20 +186,6 @@ class StreamChannel(_Channel):
             self.send(self._abort(self.server.clock.seconds()))
         self._close()
 
-    def _rearm(self, now: float) -> None:
-        self.server.scheduler.set(self, now + self.server.config.queue_read_timeout_millis / 1000.0)
-
-    # IPushProducer: the transport tells us when the client stops reading.
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        if self.session.queue:
-            self.wake()
-
-    def stopProducing(self) -> None:
-        self.paused = True
 
 
 class RefreshChannel(_Channel):

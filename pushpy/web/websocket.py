@@ -25,6 +25,7 @@ from pushpy.errors import ClientError
 from pushpy.web.authz import refusal, settle
 from pushpy.web.native import NativeProtocol
 from pushpy.web.origins import OriginPolicy
+from pushpy.web.pushlet_channels import ProducingChannel
 from pushpy.wire.native import dumps, event_json, parse_message
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 
 @implementer(IPushProducer)
-class WebSocketChannel:
+class WebSocketChannel(ProducingChannel):
     """The data channel of one WebSocket connection."""
 
     __slots__ = ("connection", "deadline", "done", "paused", "queued_deadline", "server",
@@ -100,19 +101,6 @@ class WebSocketChannel:
         if self.session.state is not SessionState.ENDED:
             self.session.last_active = self.server.clock.seconds()
 
-    def _rearm(self, now: float) -> None:
-        self.server.scheduler.set(self, now + self.server.config.queue_read_timeout_millis / 1000.0)
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        if self.session.queue:
-            self.wake()
-
-    def stopProducing(self) -> None:
-        self.paused = True
 
 
 class PushpyWebSocket(WebSocketServerProtocol):
