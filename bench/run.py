@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import importlib.metadata
 import json
@@ -589,7 +590,8 @@ def run_one(scenario: str, target: Target, sizes: Sizes, args: argparse.Namespac
     tag = f"{scenario}-{target.name}" + (f"-{round_ + 1}" if args.repeat > 1 else "")
     profile = profiles / f"{tag}.txt" if profiles else None
     found = None
-    server = Server(target, sizes.heartbeat, logs / f"{tag}.log", profile, args.pushpy_src)
+    src = args.revisions.get(target.name, args.pushpy_src)
+    server = Server(target, sizes.heartbeat, logs / f"{tag}.log", profile, src)
     try:
         found = SCENARIOS[scenario](Ctx(server, target, sizes, args, sources))
     except Exception as e:
@@ -617,7 +619,8 @@ def report(results: dict[str, dict[str, dict[str, float]]], targets: list[str], 
 def show(path: Path, markdown: bool) -> None:
     data = json.loads(path.read_text())
     print(f"# {data['date']}  {data['command']}\n# {data['machine']}\n# pushpy {data.get('revision', '?')}")
-    targets = [t for t in TARGETS if any(t in r for r in data["results"].values())]
+    found = {t for r in data["results"].values() for t in r}
+    targets = [t for t in TARGETS if t in found] + sorted(t for t in found if t not in TARGETS)
     report(data["results"], targets, markdown)
 
 
@@ -626,6 +629,8 @@ def export(rev: str, into: Path) -> tuple[Path, str]:
     short = subprocess.run(["git", "rev-parse", "--short", rev], cwd=REPO, capture_output=True, text=True,
                            check=True).stdout.strip()
     folder = into / f"pushpy-{short}"
+    if folder.exists():
+        return folder, short
     folder.mkdir()
     archive = subprocess.run(["git", "archive", rev, "pushpy", "webroot"], cwd=REPO, capture_output=True,
                              check=True).stdout
@@ -688,7 +693,7 @@ def main() -> None:
         if name not in SCENARIOS:
             parser.error(f"unknown scenario {name!r}")
     for name in targets:
-        if name not in TARGETS:
+        if name.partition("@")[0] not in TARGETS:
             parser.error(f"unknown target {name!r}")
     raise_nofile()
     logs = Path(tempfile.mkdtemp(prefix="pushpy-bench-"))
@@ -699,6 +704,17 @@ def main() -> None:
     args.pushpy_src, pinned = None, None
     if args.pushpy_rev:
         args.pushpy_src, pinned = export(args.pushpy_rev, logs)
+    # NAME@REV: the pushpy target NAME served from git revision REV, beside the others (A/B in one run).
+    args.revisions, exported, named = {}, {}, {}
+    for name in targets:
+        base, _, rev = name.partition("@")
+        if rev:
+            if TARGETS[base].script != "pushpy_server.py":
+                parser.error(f"{name}: only pushpy targets can be served from a revision")
+            if rev not in exported:
+                exported[rev] = export(rev, logs)[0]
+            args.revisions[name] = exported[rev]
+            named[name] = dataclasses.replace(TARGETS[base], name=name)
     started = time.time()
     command = "python bench/run.py " + " ".join(sys.argv[1:])
     print(f"# {datetime.datetime.now().isoformat(timespec='seconds')}  {command}", flush=True)
@@ -710,7 +726,7 @@ def main() -> None:
         rounds: dict[str, list[dict[str, float]]] = {}
         for round_ in range(args.repeat):
             for name in targets:
-                target = TARGETS[name]
+                target = named.get(name) or TARGETS[name]
                 if not applies(scenario, target):
                     continue
                 found = run_one(scenario, target, sizes, args, sources, logs, profiles, round_)
