@@ -159,13 +159,24 @@ def write_now(channel: object, data: bytes) -> None:
     usual (so back-pressure and producers work unchanged).
     """
     transport = getattr(channel, "transport", None)
+    if not send_now(transport, data):
+        channel.write(data)  # type: ignore[attr-defined]
+
+
+def send_now(transport: object, data: bytes) -> bool:
+    """Write ``data`` to a plain TCP ``transport`` with nothing buffered (see :func:`write_now`).
+
+    Returns ``False``, having written nothing, for any other transport (TLS,
+    a fake in tests) or one with buffered or closing state: the caller writes
+    the usual way then.
+    """
     if (type(transport) is not tcp.Server or transport.dataBuffer or transport._tempDataBuffer
             or not transport.connected or transport.disconnecting):
-        channel.write(data)  # type: ignore[attr-defined]
-        return
+        return False
     try:
         sent = transport.socket.send(data)
     except OSError:
         sent = 0  # would block, or an error the transport will report on its own write
     if sent < len(data):
         transport.write(data[sent:])
+    return True

@@ -32,13 +32,17 @@ from autobahn.websocket.types import ConnectionRequest
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
+from pushpy.core.events import Event
+from pushpy.web.http import send_now
 from pushpy.web.websocket import PushpyWebSocket, websocket_resource
-from pushpy.wire.native import dumps
+from pushpy.wire.native import LineFraming, dumps
 
 if TYPE_CHECKING:
     from pushpy.server import PushServer
 
 _DECODER = json.JSONDecoder()
+#: An event's line is the XHR streaming transport's (and shares its cache on the event).
+_LINES = LineFraming()
 
 
 class NativeLineProtocol(PushpyWebSocket):
@@ -154,6 +158,18 @@ class NativeLineProtocol(PushpyWebSocket):
             self.transport.write("".join(m + "\n" for m in _split_array(text)).encode("utf-8"))
         else:
             self.transport.write(text.encode("utf-8") + b"\n")
+
+    def send_events(self, events: list[Event]) -> None:
+        """Write each event's line (built once per event)."""
+        if self.transport is None or self.state == self.STATE_CLOSED:
+            return
+        line = _LINES.event
+        data = line(events[0]) if len(events) == 1 else b"".join([line(event) for event in events])
+        if not send_now(self.transport, data):
+            self.transport.write(data)
+
+    def send_heartbeat(self) -> None:
+        self.send_text('{"type":"hb"}')
 
     def close_with(self, code: int, reason: str) -> None:
         """Close once the lines written so far are sent (a ``close`` message is one of them)."""

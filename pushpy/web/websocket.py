@@ -20,16 +20,44 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pushpy.auth import Credentials
+from pushpy.core.events import Event
 from pushpy.core.sessions import EndReason, Session, SessionState
 from pushpy.errors import ClientError
 from pushpy.web.authz import refusal, settle
+from pushpy.web.http import send_now
 from pushpy.web.native import NativeProtocol
 from pushpy.web.origins import OriginPolicy
 from pushpy.web.pushlet_channels import ProducingChannel
-from pushpy.wire.native import dumps, event_json, parse_message
+from pushpy.wire.native import dumps, event_json, event_ws_frame, parse_message, ws_text_frame
 
 if TYPE_CHECKING:
     from pushpy.server import PushServer
+
+
+#: The heartbeat message's frame.
+HEARTBEAT = ws_text_frame(b'{"type":"hb"}')
+
+
+class BatchFrames:
+    """The frame of the last batch of events framed.
+
+    A batch (the events flushed to one connection in one turn, sent as one
+    JSON array) is usually the same for every connection flushed in that
+    turn, so it is encoded once and the next connections reuse it.
+    """
+
+    __slots__ = ("events", "last")
+
+    def __init__(self) -> None:
+        self.events: tuple[Event, ...] = ()
+        self.last = b""
+
+    def frame(self, events: tuple[Event, ...]) -> bytes:
+        if events != self.events:  # Event has no __eq__: compared by identity
+            text = "[" + ",".join([event_json(event) for event in events]) + "]"
+            self.last = ws_text_frame(text.encode("utf-8"))
+            self.events = events
+        return self.last
 
 
 @implementer(IPushProducer)
@@ -70,8 +98,7 @@ class WebSocketChannel(ProducingChannel):
             if event.offset is not None:
                 self.session.position = event.position
                 break
-        texts = [event_json(event) for event, _ in items]
-        self.connection.send_text(texts[0] if len(texts) == 1 else "[" + ",".join(texts) + "]")
+        self.connection.send_events([event for event, _ in items])
         self._rearm(now)
 
     def fire(self, now: float) -> None:
@@ -81,7 +108,7 @@ class WebSocketChannel(ProducingChannel):
             self.flush()
             return
         self.session.last_active = self.session.last_alive = now
-        self.connection.send_text('{"type":"hb"}')
+        self.connection.send_heartbeat()
         self._rearm(now)
 
     def end(self, reason: EndReason) -> None:
@@ -241,6 +268,29 @@ class PushpyWebSocket(WebSocketServerProtocol):
         """Send one text frame."""
         self.sendMessage(text.encode("utf-8"), isBinary=False)
 
+    def send_events(self, events: list[Event]) -> None:
+        """Send events taken from the queue in one frame (a JSON array when several)."""
+        if len(events) == 1:
+            self.send_frame(event_ws_frame(events[0]))
+        else:
+            self.send_frame(self.factory.batches.frame(tuple(events)))
+
+    def send_heartbeat(self) -> None:
+        self.send_frame(HEARTBEAT)
+
+    def send_frame(self, frame: bytes) -> None:
+        """Send a text frame built by :func:`~pushpy.wire.native.ws_text_frame`.
+
+        The same frame bytes go to every connection: written straight to the
+        socket, not through autobahn's per-frame path, while the connection
+        is open and plain (no extension, nothing queued by autobahn).
+        """
+        if self.state == self.STATE_OPEN and self._perMessageCompress is None and not self.send_queue:
+            if not send_now(self.transport, frame):
+                self.transport.write(frame)
+            return
+        self.sendMessage(_payload(frame), isBinary=False)
+
     def close_with(self, code: int, reason: str) -> None:
         """Start the closing handshake with any RFC 6455 code.
 
@@ -248,6 +298,12 @@ class PushpyWebSocket(WebSocketServerProtocol):
         applications; 1001 (going away) and 1008 (policy) are what we mean.
         """
         self.sendCloseFrame(code=code, reasonUtf8=encode_truncate(reason, 123), isReply=False)
+
+
+def _payload(frame: bytes) -> bytes:
+    """The payload of a frame built by :func:`~pushpy.wire.native.ws_text_frame`."""
+    size = frame[1]
+    return frame[2 + (size == 126) * 2 + (size == 127) * 8:]
 
 
 def _cookies(header: str | None) -> dict[str, str]:
@@ -267,6 +323,7 @@ def websocket_resource(server: PushServer) -> WebSocketResource:
     factory.push = server
     factory.native = NativeProtocol(server)
     factory.origins = OriginPolicy(server.config.origins_allowed)
+    factory.batches = BatchFrames()
     factory.setProtocolOptions(maxMessagePayloadSize=server.config.limit_request_bytes,
                                maxFramePayloadSize=server.config.limit_request_bytes)
     return WebSocketResource(factory)

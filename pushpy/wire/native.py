@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,6 +74,28 @@ def event_json(event: Event) -> str:
     if text is None:
         text = event.wire_cache["json"] = dumps(event_message(event))
     return text  # type: ignore[return-value]
+
+
+def ws_text_frame(payload: bytes) -> bytes:
+    """``payload`` as one unmasked, unfragmented WebSocket text frame (RFC 6455 5.2).
+
+    A server's frames are never masked, so the frame of an event is the same
+    bytes for every connection that did not negotiate an extension.
+    """
+    size = len(payload)
+    if size <= 125:
+        return b"\x81" + bytes((size,)) + payload
+    if size <= 0xFFFF:
+        return b"\x81\x7e" + struct.pack("!H", size) + payload
+    return b"\x81\x7f" + struct.pack("!Q", size) + payload
+
+
+def event_ws_frame(event: Event) -> bytes:
+    """The WebSocket text frame of ``event``'s JSON message, built once per event."""
+    frame = event.wire_cache.get("ws")
+    if frame is None:
+        frame = event.wire_cache["ws"] = ws_text_frame(event_json(event).encode())
+    return frame  # type: ignore[return-value]
 
 
 class Framing:
