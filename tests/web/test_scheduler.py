@@ -107,6 +107,24 @@ def test_soon_flushes_once_per_turn_in_request_order():
     assert clock.getDelayedCalls() == []
 
 
+def test_flush_waits_for_the_poll_after_the_turn():
+    """The turn after the one that asked only schedules the flush, so the reactor polls (and answers the
+    publishers) in between: a real reactor runs a call scheduled by a delayed call in its next iteration."""
+    clock = Clock()
+    scheduler = Scheduler(clock)
+    log: list = []
+    scheduler.soon(Item("a", log))
+    (turn,) = clock.getDelayedCalls()
+    clock.calls.remove(turn)
+    turn.func(*turn.args, **turn.kw)  # the reactor's runUntilCurrent after the turn
+    assert log == []
+    scheduler.soon(Item("b", log))  # woken by the poll in between: same flush
+    assert len(clock.getDelayedCalls()) == 1
+    clock.advance(0)
+    assert log == ["a", "b"]
+    assert clock.getDelayedCalls() == []
+
+
 def test_flush_requested_during_flush_runs_in_same_pass():
     """An item woken while another flushes is flushed in the same pass, after it."""
     clock = Clock()
