@@ -234,6 +234,11 @@ def stop_all(handles: list[Handle]) -> list[dict[str, Any]]:
             h.close()
 
 
+#: Seconds the publisher may take: python-socketio publishes 2,000 messages to 1,000 subscribers in
+#: 100 s on a quiet machine, and in over 300 s when other processes take the cores.
+PUBLISH_TIMEOUT = 900.0
+
+
 def drain(handles: list[Handle], expected: int, stall: float, limit: float = 180) -> int:
     """Wait until ``expected`` deliveries arrived, or none arrived for ``stall`` seconds."""
     end = time.time() + limit
@@ -274,7 +279,7 @@ def fanout(ctx: Ctx) -> dict[str, float]:
         ask_all(handles, "reset")
         meter.start()
         pub = ctx.publisher("bench", s.fanout_msgs)
-        sent = pub.recv(300)
+        sent = pub.recv(PUBLISH_TIMEOUT)
         pub.close()
         delivered = drain(handles, subs * s.fanout_msgs, s.stall)
         meter.stop()
@@ -398,7 +403,7 @@ def subjects(ctx: Ctx) -> dict[str, float]:
             meter.server = _NoProfile(ctx.server)
         meter.start()
         pub = ctx.publisher("s00000", s.subjects_msgs)
-        sent = pub.recv(300)
+        sent = pub.recv(PUBLISH_TIMEOUT)
         pub.close()
         if "error" in sent:
             raise RuntimeError(f"publisher: {sent['error']}")
