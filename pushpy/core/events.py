@@ -70,9 +70,12 @@ class Event:
     @property
     def position(self) -> str | None:
         """The resume token ``epoch:offset`` of this event, if it has one."""
-        if self.offset is None or self.epoch is None:
-            return None
-        return f"{self.epoch}:{self.offset}"
+        position = self.wire_cache.get("position")
+        if position is None:
+            if self.offset is None or self.epoch is None:
+                return None
+            position = self.wire_cache["position"] = f"{self.epoch}:{self.offset}"
+        return position  # type: ignore[return-value]
 
     def stored(self, offset: int, epoch: str) -> Event:
         """A copy of this event placed in history at ``offset``."""

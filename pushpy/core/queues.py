@@ -59,6 +59,10 @@ class EventQueue:
         self._items = []
         self.dropped = 0
 
+    def full(self) -> bool:
+        """Whether the next :meth:`put` would drop an item."""
+        return len(self._items) >= self.capacity
+
     def __len__(self) -> int:
         return len(self._items)
 

@@ -42,12 +42,13 @@ class _Channel:
         self.queued_deadline: float | None = None
 
     def _encode(self, items: list[Delivery]) -> list[bytes]:
-        codec = self.codec
-        out = []
+        """The parts of each item's copy, numbered on: join them for the bytes."""
+        parts = self.codec.data_parts
+        out: list[bytes] = []
         seq = self.seq
         for event, subscription in items:
             seq += 1
-            out.append(codec.data(event, seq, subscription))
+            out += parts(event, seq, subscription)
         self.seq = seq
         return out
 
@@ -103,7 +104,7 @@ class ProducingChannel:
     __slots__ = ()
 
     def _rearm(self, now: float) -> None:
-        self.server.scheduler.set(self, now + self.server.config.queue_read_timeout_millis / 1000.0)
+        self.server.scheduler.postpone(self, now + self.server.config.queue_read_timeout_millis / 1000.0)
 
     def pauseProducing(self) -> None:
         self.paused = True
@@ -138,7 +139,7 @@ class StreamChannel(ProducingChannel, _Channel):
     def wake(self) -> None:
         if self.done or self.paused:
             return
-        if _full(self.session):
+        if self.session.queue.full():
             self.flush()  # now: waiting for the end of the turn would drop events
         else:
             self.server.scheduler.soon(self)
@@ -216,7 +217,7 @@ class RefreshChannel(_Channel):
     def wake(self) -> None:
         if self.done:
             return
-        if _full(self.session):
+        if self.session.queue.full():
             self.flush()  # now: waiting for the end of the turn would drop events
         else:
             self.server.scheduler.soon(self)
@@ -261,12 +262,6 @@ class RefreshChannel(_Channel):
             request.responseHeaders.setRawHeaders(b"Content-Length", [str(len(body)).encode()])
         request.write(body)
         self._close()
-
-
-def _full(session: Session) -> bool:
-    """Whether the next event for ``session`` would overflow its queue."""
-    queue = session.queue
-    return len(queue) >= queue.capacity
 
 
 def refresh_url(request: Request, session_id: str) -> str:

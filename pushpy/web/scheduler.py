@@ -59,6 +59,18 @@ class Scheduler:
         elif self._timer_at is None or when < self._timer_at:
             self._arm()
 
+    def postpone(self, item: Timed, when: float) -> None:
+        """:meth:`set`, cheaper when ``when`` is later than ``item``'s queued deadline.
+
+        The common case of a channel that wrote and pushes its heartbeat back:
+        the heap entry stays and is moved when it comes due.
+        """
+        deadline = item.deadline
+        if deadline is not None and item.queued_deadline is not None and when >= deadline:
+            item.deadline = when
+        else:
+            self.set(item, when)
+
     def soon(self, item: Flushable) -> None:
         """Call ``item.flush()`` once, after the current reactor turn and the next poll."""
         self._pending[item] = None

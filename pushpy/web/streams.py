@@ -57,18 +57,19 @@ class NativeStreamChannel(StreamChannel):
         items = self.session.take(now)
         if not items:
             return
-        for event, _ in reversed(items):
+        events = [event for event, _ in items]
+        for event in reversed(events):
             if event.offset is not None:
                 self.session.position = event.position
                 break
         request = self.request
-        if len(items) == 1 and request.chunked and request.startedWriting and request.channel:
-            # The common case: one event, whose framed chunk every connection shares.
-            data = self.framing.event_chunk(items[0][0])
+        if request.chunked and request.startedWriting and request.channel and request.method != b"HEAD":
+            # The common case: the events' framed chunk is the same for every connection.
+            data = self.framing.events_chunk(events)
             write_now(request.channel, data)
         else:
             event_bytes = self.framing.event
-            data = b"".join([event_bytes(event) for event, _ in items])
+            data = b"".join([event_bytes(event) for event in events])
             self.send(data)
         self.written += len(data)
         self._rearm(now)

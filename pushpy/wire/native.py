@@ -126,6 +126,24 @@ class Framing:
             data = event.wire_cache[key] = b"%x\r\n%s\r\n" % (len(frame), frame)
         return data  # type: ignore[return-value]
 
+    def events_chunk(self, events: list[Event]) -> bytes:
+        """Several events framed as one HTTP/1.1 chunk.
+
+        Every connection flushed in one turn usually takes the same events,
+        so the last chunk built is kept and reused while they are the same.
+        """
+        if len(events) == 1:
+            return self.event_chunk(events[0])
+        last = self._last_batch
+        if last is not None and last[0] == events:  # Event has no __eq__: compared by identity
+            return last[1]
+        data = b"".join([self.event(event) for event in events])
+        chunk = b"%x\r\n%s\r\n" % (len(data), data)
+        self._last_batch = (events, chunk)
+        return chunk
+
+    _last_batch: tuple[list[Event], bytes] | None = None
+
     def message(self, message: Mapping[str, Any], event_id: str | None = None) -> bytes:
         return self.frame(dumps(message), event_id)
 

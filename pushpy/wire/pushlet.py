@@ -50,6 +50,11 @@ class PushletCodec:
         Without a subscription (unicast, broadcast) the publisher's own
         ``p_sid``/``p_label`` are kept, as in the original.
         """
+        return b"".join(self.data_parts(event, seq, subscription))
+
+    def data_parts(self, event: Event, seq: int,
+                   subscription: Subscription | None) -> tuple[bytes, bytes, bytes]:
+        """:meth:`data` in three parts: the shared head, ``p_seq`` and the end."""
         cached = event.wire_cache.get(self.name)
         if cached is None:
             fields = event.fields
@@ -61,7 +66,7 @@ class PushletCodec:
             end = subscription.wire_cache.get(self.name) or subscription_fields(self, subscription)
         else:
             end = own + self._tail
-        return b"".join((head, self._seq % seq, end))
+        return head, self._seq % seq, end
 
     def control(self, fields: Mapping[str, str]) -> bytes:
         """A complete control response: one event (spec 2.4)."""

@@ -90,6 +90,28 @@ def test_every_framing_keeps_an_event_in_its_frame(fields, offset):
     assert "<" not in inner and json.loads(inner) == message
 
 
+def test_events_chunk_is_the_chunk_of_the_joined_frames_and_reused_for_the_same_events():
+    """Several events make one HTTP chunk of their frames; the next connection with the same events gets
+    the same bytes object, other events (even with equal fields) their own chunk."""
+    framing = SSEFraming()
+    a, b, c = (_event({"n": str(i)}, i) for i in range(3))
+    data = framing.event(a) + framing.event(b)
+    chunk = framing.events_chunk([a, b])
+    assert chunk == b"%x\r\n%s\r\n" % (len(data), data)
+    assert framing.events_chunk([a, b]) is chunk
+    assert framing.events_chunk([a]) == framing.event_chunk(a)
+    assert framing.events_chunk([a, c]) != chunk
+    twin = _event({"n": "1"}, 1)
+    assert framing.events_chunk([a, twin]) == chunk and framing.events_chunk([a, twin]) is not chunk
+
+
+def test_position_is_formatted_once():
+    """An event's resume position is formatted once and shared; events outside history have none."""
+    event = _event({}, 7)
+    assert event.position == "ep:7" and event.position is event.position
+    assert _event({}, None).position is None
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(st.binary(max_size=200), json_values.map(lambda v: json.dumps(v).encode())))
 def test_parse_message_only_raises_client_error(data):
