@@ -125,6 +125,18 @@ async def test_ws_events_of_one_turn_arrive_as_one_json_array(native_server):
 
 
 @pytest_twisted.ensureDeferred
+async def test_ws_batch_larger_than_the_request_limit_arrives_whole(native_server):
+    """A frame of several large events may exceed limit.request.bytes (a limit on what clients send): it is
+    still sent, every event arrives."""
+    server = native_server()
+    ws = await server.ws(subject="/big")
+    ids = [server.publish("/big", str(i) * 30_000) for i in range(3)]
+    received = events(await ws.until(3))
+    assert [m["id"] for m in received] == ids
+    assert [m["fields"]["text"] for m in received] == [str(i) * 30_000 for i in range(3)]
+
+
+@pytest_twisted.ensureDeferred
 async def test_ws_heartbeats(native_server):
     """A quiet WebSocket gets a {"type":"hb"} frame after every read timeout."""
     server = native_server(queue_read_timeout_millis=200)
