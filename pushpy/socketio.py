@@ -146,7 +146,8 @@ class SocketIO:
             published.append(self.server.publish_event(out))
         return published
 
-    def send(self, data: Any, to: str | None = None, namespace: str | None = None, **kwargs: Any) -> list[Event]:
+    def send(self, data: Any, to: str | None = None, namespace: str | None = None,
+             **kwargs: Any) -> list[Event]:
         """Emit a ``message`` event (what a client's ``socket.send`` would)."""
         return self.emit("message", data, to=to, namespace=namespace, **kwargs)
 

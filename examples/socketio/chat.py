@@ -16,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from twisted.internet import reactor  # noqa: E402
-from twisted.logger import globalLogBeginner, textFileLogObserver  # noqa: E402
+from twisted.internet import reactor
+from twisted.logger import globalLogBeginner, textFileLogObserver
 
-from pushpy import Config, PushServer  # noqa: E402
-from pushpy.web.site import build_site  # noqa: E402
+from pushpy import Config, PushServer
+from pushpy.web.site import build_site
 
 
 def build(server: PushServer) -> None:

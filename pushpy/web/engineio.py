@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from pushpy.server import PushServer
 
 log = Logger()
+#: Seconds a WebSocket probing an upgrade may take to send ``5`` (Socket.IO's ``upgradeTimeout``).
+UPGRADE_TIMEOUT = 10.0
 TEXT_TYPE = b"text/plain; charset=UTF-8"
 JSON_TYPE = b"application/json"
 
@@ -48,6 +50,8 @@ class Handler(Protocol):
     def on_message(self, data: str | bytes) -> None: ...
 
     def on_writable(self) -> None: ...
+
+    def on_alive(self) -> None: ...
 
     def on_close(self, reason: str) -> None: ...
 
@@ -148,6 +152,8 @@ class EngineSession:
         elif kind == E.PONG:
             self.awaiting_pong = False
             self._arm(self.engine.ping_interval)
+            if self.handler is not None:
+                self.handler.on_alive()
         elif kind == E.CLOSE:
             self.close("transport close")
         elif kind in (E.NOOP, E.PING):
@@ -165,6 +171,9 @@ class EngineSession:
                 self.buffer = []
         elif kind == E.UPGRADE:
             self.probe = None
+            if probe.upgrade_timer is not None and probe.upgrade_timer.active():
+                probe.upgrade_timer.cancel()
+            probe.upgrade_timer = None
             if self.poll is not None:
                 self._answer_poll([E.NOOP])
             self.ws = probe
@@ -246,7 +255,7 @@ class EngineSession:
         self.engine.server.scheduler.set(self, None)
         poll, self.poll = self.poll, None
         if poll is not None and not poll.finished:
-            packets = self.buffer + [E.CLOSE] if reason != "transport error" else [E.CLOSE]
+            packets = [*self.buffer, E.CLOSE] if reason != "transport error" else [E.CLOSE]
             body = E.encode_payload(packets).encode("utf-8")
             poll.responseHeaders.setRawHeaders(b"Content-Length", [str(len(body)).encode()])
             poll.write(body)
@@ -401,6 +410,7 @@ class EngineWebSocket(WebSocketServerProtocol):
     session: EngineSession | None = None
     info: dict[str, Any]
     wanted: str | None = None
+    upgrade_timer: Any = None
 
     def onConnect(self, request: Any) -> None:
         params = {k: v[0] for k, v in request.params.items() if v}
@@ -418,9 +428,18 @@ class EngineWebSocket(WebSocketServerProtocol):
                 return
             session.probe = self
             self.session = session
+            # Socket.IO's upgradeTimeout: a probe that does not finish is dropped (rare: one timer).
+            clock = engine.server.clock
+            self.upgrade_timer = clock.callLater(UPGRADE_TIMEOUT, self._upgrade_timed_out)
             return
         if engine.open(self.info, self) is None:
             self.sendClose()
+
+    def _upgrade_timed_out(self) -> None:
+        self.upgrade_timer = None
+        session = self.session
+        if session is not None and session.probe is self:
+            self.dropConnection(abort=True)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         session = self.session
@@ -439,6 +458,9 @@ class EngineWebSocket(WebSocketServerProtocol):
         session.receive(kind, data, self)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self.upgrade_timer is not None and self.upgrade_timer.active():
+            self.upgrade_timer.cancel()
+        self.upgrade_timer = None
         session, self.session = self.session, None
         if session is None:
             return

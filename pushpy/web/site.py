@@ -84,10 +84,7 @@ def build_resource(server: PushServer, *, webroot: str | Path | None = None,
     for name, resource in resources.items():
         mount.putChild(name, resource)
     segments = normalize_root(root)
-    if not segments:
-        top = mount
-    else:
-        top = _mount(mount, segments)
+    top = _mount(mount, segments) if segments else mount
     if b"socket.io" in resources:  # also where Socket.IO clients look by default
         _place(top, server.config.socketio_path, resources[b"socket.io"])
     return top

@@ -70,12 +70,13 @@ class Socket:
         if self.done or not engine.writable or not self.session.queue:
             return
         items = self.session.take(self.app.server.clock.seconds())
-        packets: list[str | bytes] = []
-        framed: list[bytes] = []
+        chosen = []
         rooms = self.rooms
         sid = self.session.id
         key = self.key
+        last = None
         for event, subscription in items:
+            # The fan-out loop, one iteration per event and socket: kept flat.
             if subscription is not None and event.subject not in rooms:
                 continue  # a room is one exact subject, a subscription a prefix
             cached = event.wire_cache.get(key)
@@ -83,14 +84,19 @@ class Socket:
                 if event.name in _NOTICES or event.fields.get("sio_skip") == sid:
                     continue
                 cached = event.wire_cache[key] = self._encode(event)
-            elif event.fields.get("sio_skip") == sid:
+            elif "sio_skip" in event.fields and event.fields["sio_skip"] == sid:
                 continue
-            packets.extend(cached[0])
-            framed.append(cached[1])
+            chosen.append(cached)
             if event.offset is not None:
-                self.session.position = event.position
-        if packets:
-            engine.send(packets, b"".join(framed) if engine.ws is not None else None)
+                last = event
+        if last is not None:
+            self.session.position = last.position
+        if not chosen:
+            return
+        if engine.ws is not None:
+            engine.send([], chosen[0][1] if len(chosen) == 1 else b"".join(c[1] for c in chosen))
+        else:
+            engine.send([packet for c in chosen for packet in c[0]])
 
     def _encode(self, event: Any) -> tuple[list[str | bytes], bytes]:
         name, args = S.event_args(event.fields)
@@ -173,6 +179,12 @@ class Connection:
             socket.lost("client namespace disconnect", keep=False)
         else:
             self.engine.close("parse error")  # CONNECT_ERROR comes from servers only
+
+    def on_alive(self) -> None:
+        """A pong: the client is there, the leases of its sessions are renewed."""
+        now = self.app.server.clock.seconds()
+        for socket in self.sockets.values():
+            socket.session.last_active = socket.session.last_alive = now
 
     def on_writable(self) -> None:
         for socket in list(self.sockets.values()):

@@ -165,7 +165,7 @@ def _valid_payload(packet: Packet) -> bool:
         return isinstance(data, str | dict)
     if kind in (EVENT, BINARY_EVENT):
         return (isinstance(data, list) and bool(data)
-                and (isinstance(data[0], str) and data[0] not in RESERVED_EVENTS
+                and ((isinstance(data[0], str) and data[0] not in RESERVED_EVENTS)
                      or type(data[0]) in (int, float)))
     return isinstance(data, list)  # ACK, BINARY_ACK
 

@@ -112,7 +112,8 @@ def test_attachment_out_of_turn_is_refused():
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2**53, 2**53) | st.text(max_size=20) | st.binary(max_size=8),
     lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8).filter(lambda k: k not in ("_placeholder", S.BYTES_KEY)), children, max_size=4),
+    | st.dictionaries(st.text(max_size=8).filter(lambda k: k not in ("_placeholder", S.BYTES_KEY)),
+                      children, max_size=4),
     max_leaves=12)
 namespaces = st.sampled_from(["/", "/admin", "/a/b"])
 event_names = st.text(min_size=1, max_size=12).filter(lambda n: n not in S.RESERVED_EVENTS)

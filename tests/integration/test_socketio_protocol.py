@@ -137,3 +137,31 @@ async def test_websocket_only_handshake_and_unknown_sid_upgrade(serve):
     assert response.code == 400 and json.loads(await response.text())["code"] == 1
     response = await treq.get(url(harness, "transport=websocket"), timeout=5)
     assert response.code == 400  # not an upgrade request
+
+
+@pytest_twisted.ensureDeferred
+async def test_shutdown_sends_the_close_packet(serve):
+    harness = serve()
+    sid, _ = await handshake(harness)
+    socket_id = await connect_namespace(harness, sid)
+    idle, _ = await handshake(harness)  # in no namespace: closed by the Engine.IO layer itself
+    waiting = [harness.client.get(url(harness, f"transport=polling&sid={s}"), timeout=5) for s in (sid, idle)]
+    await deferLater(reactor, 0.1, lambda: None)
+    await harness.push.stopService()
+    for pending in waiting:
+        response = await pending
+        assert response.code == 200 and (await response.text()).endswith("1")
+    assert socket_id not in harness.sessions
+
+
+@pytest_twisted.ensureDeferred
+async def test_pongs_keep_an_idle_socket_alive_past_its_lease(serve):
+    harness = serve(socketio_ping_interval_millis=100, socketio_ping_timeout_millis=2_000,
+                    native_session_timeout_secs=0.3)
+    sid, _ = await handshake(harness)
+    socket_id = await connect_namespace(harness, sid)
+    started = reactor.seconds()
+    while reactor.seconds() - started < 1.0:  # three leases long, answering every ping
+        assert await get(harness, f"transport=polling&sid={sid}") == (200, "2")
+        assert await post(harness, f"transport=polling&sid={sid}", b"3") == (200, "ok")
+    assert socket_id in harness.sessions
