@@ -165,3 +165,27 @@ async def test_pongs_keep_an_idle_socket_alive_past_its_lease(serve):
         assert await get(harness, f"transport=polling&sid={sid}") == (200, "2")
         assert await post(harness, f"transport=polling&sid={sid}", b"3") == (200, "ok")
     assert socket_id in harness.sessions
+
+
+@pytest_twisted.ensureDeferred
+async def test_connect_auth_payload_is_the_join_credentials(serve):
+    from pushpy.auth import mint_token
+
+    harness = serve(auth_token_secret="s3cret-long-enough-secret")
+    sid, _ = await handshake(harness)
+    assert await post(harness, f"transport=polling&sid={sid}", b'40{"token":"forged"}') == (200, "ok")
+    code, body = await get(harness, f"transport=polling&sid={sid}")
+    assert code == 200 and body.startswith('44{"message":')
+    token = mint_token("s3cret-long-enough-secret", "ann", subscribe=["/chat/"])
+    connect = b'40{"token":"' + token.encode() + b'"}'
+    assert await post(harness, f"transport=polling&sid={sid}", connect) == (200, "ok")
+    code, body = await get(harness, f"transport=polling&sid={sid}")
+    socket_id = json.loads(body[2:])["sid"]
+    assert harness.sessions[socket_id].user == "ann"
+    packets = b'421["subscribe","/chat/a"]' + SEP.encode() + b'422["subscribe","/secret"]'
+    assert await post(harness, f"transport=polling&sid={sid}", packets) == (200, "ok")
+    code, body = await get(harness, f"transport=polling&sid={sid}")
+    first, second = body.split(SEP)
+    assert first == '431[{"ok":true}]'
+    assert second.startswith('432[{"error":')
+    assert [s.subject for s in harness.sessions[socket_id].subscriptions.values()] == ["#/", "/chat/a"]
