@@ -84,3 +84,25 @@ def test_server_pushes_reach_the_python_client(clients, sio_server):
     sio_server.hook("emit", {"event": "everyone", "data": "to all"})
     until(lambda: len(got) == 2, "both pushes")
     assert got[0]["price"] == "7" and got[1] == "to all"
+
+
+def test_oversized_websocket_message_closes_only_that_connection(clients, sio_server):
+    import websocket  # websocket-client, python-socketio's WebSocket transport
+
+    bystander = clients()
+    bystander.connect(sio_server.origin, transports=["websocket"], wait_timeout=10)
+    ws = websocket.create_connection(
+        sio_server.origin.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", timeout=10)
+    try:
+        assert ws.recv().startswith('0{"sid"')
+        try:
+            ws.send("4" + "x" * 1_000_001)  # over socketio.max.http.buffer.size
+            opcode, data = ws.recv_data(control_frame=True)
+        except (ConnectionError, websocket.WebSocketConnectionClosedException):
+            pass  # the server closed while the message was still arriving: a reset
+        else:
+            assert opcode == websocket.ABNF.OPCODE_CLOSE
+            assert int.from_bytes(data[:2], "big") == 1009
+    finally:
+        ws.close()
+    assert bystander.call("echo", "still here", timeout=10) == ["still here"]
