@@ -1,4 +1,4 @@
-// Scenarios run by tests/socketio/test_node_client.py with the real socket.io client (v4):
+// Scenarios run by tests/socketio/test_sio_node_client.py with the real socket.io client (v4):
 //   node scenarios.js <name> <origin>
 // Each prints one JSON object of what it saw and exits 0, or prints the error and exits 1.
 "use strict";
