@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+# This example's modules, and the checkout's pushpy (an installed pushpy serves when there is none).
+sys.path[:0] = [str(HERE), *([str(HERE.parents[1])] if (HERE.parents[1] / "pushpy").is_dir() else [])]
 
 from feeds import feed_sources  # noqa: E402
 from twisted.internet import endpoints  # noqa: E402

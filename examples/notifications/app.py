@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+# This example's modules, and the checkout's pushpy (an installed pushpy serves when there is none).
+sys.path[:0] = [str(HERE), *([str(HERE.parents[1])] if (HERE.parents[1] / "pushpy").is_dir() else [])]
 
 from inbox import MAX_BODY, MAX_TITLE, Inbox  # noqa: E402
 from twisted.internet import endpoints  # noqa: E402
