@@ -294,3 +294,17 @@ async def test_anonymous_publishers_cannot_forge_a_user(native_server):
     await reader.wait(lambda r: len(events(r.messages)) >= 2)
     assert [("p_user" in m["fields"], m["fields"]["text"]) for m in events(reader.messages)] == [
         (False, "x"), (False, "y")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_leave_over_a_websocket_ends_the_session_cleanly(native_server):
+    """``leave`` on a WebSocket ends the session at once: a ``close`` (reason leave), a clean close frame."""
+    server = native_server(**LOCKED)
+    ws = await server.ws(subject="/chat/room3", token=token("ann"))
+    session_id = ws.messages[0]["session"]
+    ws.send({"type": "leave", "ref": 1})
+    await ws.wait(lambda c: c.finished)
+    assert of_type(ws.messages, "close") == [{"type": "close", "reason": "leave"}]
+    assert ws.close_code == 1000 and session_id not in server.sessions
+    _, body = await server.get_json("presence", subject="/chat/room3", token=token("wendy"))
+    assert body["users"] == {}
