@@ -97,11 +97,11 @@ _NATIVE_WS = StreamRecipe(steps=(
                       b"Sec-WebSocket-Key: cHVzaHB5LWJlbmNoLWtleQ==\r\n")),
     ("wait", _OPEN),
 ))
-# The first request is a poll (answers at once with the session), then long-polls continue it.
+# The first request is a poll (answers at once with the session and its key), then long-polls continue it.
 _NATIVE_LONGPOLL = PullRecipe(
     first=http_get(b"/pushlet/poll?subject=/{channel}"),
-    next=http_get(b"/pushlet/longpoll?session={sid}"),
-    id_pattern=rb'"session":"([^"]+)"',
+    next=http_get(b"/pushlet/longpoll?session={sid}&session_key={key}"),
+    id_pattern=rb'"session":"([^"]+)".*?"session_key":"(?P<key>[^"]+)"',
 )
 
 # -- python-socketio on aiohttp ---------------------------------------------------------
@@ -146,4 +146,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            note="pushpy native long-poll (poll first, then longpoll?session=)"),
     Target("python-socketio", "sio_server.py", stream=_SIO_STREAM, publish=_NAIVE_PUBLISH,
            note="python-socketio on aiohttp, Engine.IO websocket"),
+    # The same load client and the same publish request as python-socketio: room per channel,
+    # POST /publish emits "m" to the room (pushpy_server.py), through pushpy's backplane.
+    Target("pushpy-socketio", "pushpy_server.py", stream=_SIO_STREAM, publish=_NAIVE_PUBLISH,
+           note="pushpy's Socket.IO endpoint, Engine.IO websocket"),
 )}

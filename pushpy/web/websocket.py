@@ -25,7 +25,7 @@ from pushpy.core.sessions import EndReason, Session, SessionState
 from pushpy.errors import ClientError
 from pushpy.web.authz import refusal, settle
 from pushpy.web.http import send_now
-from pushpy.web.native import NativeProtocol
+from pushpy.web.native import NativeProtocol, announce
 from pushpy.web.origins import OriginPolicy
 from pushpy.web.pushlet_channels import ProducingChannel
 from pushpy.wire.native import dumps, event_json, event_ws_frame, parse_message, ws_text_frame
@@ -79,7 +79,8 @@ class WebSocketChannel(ProducingChannel):
     def start(self, position: str, now: float) -> None:
         self.connection.send_text(dumps({
             "type": "open", "session": self.session.id, "position": position,
-            "heartbeat": self.server.config.queue_read_timeout_millis / 1000.0}))
+            "heartbeat": self.server.config.queue_read_timeout_millis / 1000.0,
+            **announce(self.session)}))
         self._rearm(now)
         self.session.attach(self)
 
@@ -265,7 +266,9 @@ class PushpyWebSocket(WebSocketServerProtocol):
                 transport.unregisterProducer()
 
     def send_text(self, text: str) -> None:
-        """Send one text frame."""
+        """Send one text frame (nothing once the closing handshake started, e.g. after a ``leave``)."""
+        if self.state != self.STATE_OPEN:
+            return
         self.sendMessage(text.encode("utf-8"), isBinary=False)
 
     def send_events(self, events: list[Event]) -> None:
