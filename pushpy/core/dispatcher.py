@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from pushpy import protocol as P
 from pushpy.config import Config
 from pushpy.core.deadlines import Deadlines
-from pushpy.core.events import Event, Route
+from pushpy.core.events import Event, Route, make_event
 from pushpy.core.ids import VALID_ID, id_policy
 from pushpy.core.sessions import EndReason, Session, SessionState
 from pushpy.core.subjects import SubjectIndex, Subscription, split_subjects
@@ -234,6 +234,22 @@ class Dispatcher:
             count += 1
         self.stats.delivered += count
         return count
+
+    def notify_gap(self, reason: str, now: float) -> None:
+        """Warn every listening session that events may have been lost (a backplane gap).
+
+        Native sessions get a ``gap`` message, Pushlet sessions a ``nack``.
+        """
+        for session in list(self.sessions.values()):
+            if session.state is not SessionState.LISTENING:
+                continue
+            if session.format == P.FORMAT_JSON:
+                notice = make_event(P.GAP, now, p_reason=reason, dropped="0")
+            else:
+                notice = make_event(P.NACK, now, p_id=session.id, p_reason=reason)
+            session.queue.put((notice, None))
+            if session.channels:
+                session.channels[-1].wake()
 
     def _overflowed(self, session: Session) -> bool:
         """Count a drop and apply the ``abort`` policy; true when the session ended."""

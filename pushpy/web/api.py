@@ -23,6 +23,7 @@ import hmac
 import json
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet.defer import Deferred, FirstError, gatherResults, maybeDeferred
 from twisted.web.error import UnsupportedMethod
 from twisted.web.resource import Resource
 from twisted.web.server import Request
@@ -33,6 +34,7 @@ from pushpy.core import events as core_events
 from pushpy.core.events import Event, Route
 from pushpy.core.limits import check_event
 from pushpy.errors import ClientError
+from pushpy.web.authz import respond
 from pushpy.web.http import no_cache
 from pushpy.wire.escape import valid_name
 from pushpy.wire.native import dumps, string_fields
@@ -73,7 +75,7 @@ class PublishAPI(Resource):
         self.push = server
         self.keys = tuple(key.encode("utf-8") for key in comma_list(server.config.api_key))
 
-    def render_POST(self, request: Request) -> bytes:
+    def render_POST(self, request: Request) -> bytes | int:
         try:
             self._authenticate(request)
             events = [self._event(item, i) for i, item in enumerate(self._body(request))]
@@ -82,8 +84,22 @@ class PublishAPI(Resource):
             if e.status == 401:
                 request.responseHeaders.setRawHeaders(b"WWW-Authenticate", [b'Bearer realm="pushpy"'])
             return _json(request, {"error": e.reason})
-        ids = [self.push.publish_event(event).position for event in events]
-        return _json(request, {"published": len(ids), "ids": ids})
+        published = [self.push.publish_event(event) for event in events]
+        if not any(isinstance(stored, Deferred) for stored in published):
+            ids = [stored.position for stored in published]
+            return _json(request, {"published": len(ids), "ids": ids})
+
+        def answer(stored: list[Any]) -> bytes:
+            return _json(request, {"published": len(stored), "ids": [e.position for e in stored]})
+
+        def refuse(error: BaseException) -> bytes:
+            if isinstance(error, FirstError):
+                error = error.subFailure.value
+            request.setResponseCode(getattr(error, "status", None) or 503)
+            return _json(request, {"error": getattr(error, "reason", "backplane unavailable")})
+
+        return respond(request, gatherResults([maybeDeferred(lambda e=e: e) for e in published],
+                                              consumeErrors=True).addCallback(answer), refuse)
 
     def render_HEAD(self, request: Request) -> bytes:
         raise UnsupportedMethod(self.allowedMethods)

@@ -230,7 +230,8 @@ class PushletResource(Resource):
                 ack[P.P_LABEL] = subscription.label
         return self._control(request, session, ack)
 
-    def _publish(self, request: Request, session: Session, params: Params, now: float) -> bytes:
+    def _publish(self, request: Request, session: Session, params: Params,
+                 now: float) -> bytes | int:
         if not params.get(P.P_SUBJECT):
             raise ClientError(P.NO_SUBJECT)
         bad = [name for name in params if not valid_name(name)]
@@ -242,9 +243,12 @@ class PushletResource(Resource):
         fields.setdefault(P.P_TIME, str(int(now)))
         target = params.get(P.P_TO)
         route = Route.UNICAST if target else Route.MULTICAST
-        self.push.publish_event(Event(fields, route=route, target=target or None))
-        return self._control(request, session,
-                             {P.P_EVENT: P.PUBLISH_ACK, P.P_TIME: str(int(now))})
+        published = self.push.publish_event(Event(fields, route=route, target=target or None))
+        ack = {P.P_EVENT: P.PUBLISH_ACK, P.P_TIME: str(int(now))}
+        if isinstance(published, Deferred):  # a clustered backplane: ack once it is stored
+            answer = published.addCallback(lambda _: self._control(request, session, ack))
+            return respond(request, answer, lambda e: self._refuse(request, session, e))
+        return self._control(request, session, ack)
 
     def _heartbeat(self, request: Request, session: Session, params: Params, now: float) -> bytes:
         return self._control(request, session, {P.P_EVENT: P.HEARTBEAT_ACK, P.P_TIME: str(int(now))})
