@@ -77,6 +77,12 @@ class PushServer(Service):
         self.sources = list(sources)
         self._sweeper: LoopingCall | None = None
         self.backplane.attach(self._receive)
+        #: Session records in Redis (:mod:`pushpy.cluster.sessions`) with a clustered backplane.
+        self.shared_sessions: Any = None
+        if getattr(self.backplane, "control_listeners", None) is not None:
+            from pushpy.cluster.sessions import SharedSessions
+
+            self.shared_sessions = SharedSessions(self, self.backplane)
         gaps = getattr(self.backplane, "gap_listeners", None)
         if gaps is not None:
             gaps.append(lambda reason: self.dispatcher.notify_gap(reason, self.clock.seconds()))

@@ -43,6 +43,7 @@ class _Factory(protocol.Factory):
     """What txredisapi's protocols expect of their factory, minus the pooling."""
 
     isLazy = False
+    noisy = False
 
     def __init__(self, make: Callable[[], Any]) -> None:
         self.make = make

@@ -112,6 +112,10 @@ class RedisBackplane:
         self.prefix = prefix
         self.keys = [f"{prefix}:log", f"{prefix}:epoch", f"{prefix}:seq"]
         self.channel = f"{prefix}:events"
+        #: Channel of session notices between nodes (:mod:`pushpy.cluster.sessions`).
+        self.control_channel = f"{prefix}:control"
+        #: Called with each control message (a str) from any node, this one included.
+        self.control_listeners: list[Callable[[str], object]] = []
         self.log_size = max(1, log_size)
         self.history_ttl = history_ttl
         self.outbox_size = outbox_size
@@ -252,7 +256,18 @@ class RedisBackplane:
 
     # -- receiving -------------------------------------------------------------
 
+    def send_control(self, message: str) -> Deferred:
+        """Publish a control message to every node (fails while Redis is unreachable)."""
+        return self.link.execute("PUBLISH", self.control_channel, message)
+
     def _message(self, channel: str, message: str) -> None:
+        if channel == self.control_channel:
+            for listener in list(self.control_listeners):
+                try:
+                    listener(message)
+                except Exception:
+                    self.log.failure("control listener failed")
+            return
         if channel != self.channel:
             return
         epoch, _, rest = message.partition(" ")
@@ -297,7 +312,7 @@ class RedisBackplane:
         """Subscribe, catch up from the log, deliver what pub/sub held meanwhile, publish."""
         self._pending = []
         link = self.link
-        d = link.subscriber.subscribe(self.channel)
+        d = link.subscriber.subscribe([self.channel, self.control_channel])
         d.addCallback(lambda _: link.eval(ENSURE, self.keys, [self._new_epoch()]))
         d.addCallback(self._catch_up)
         d.addCallbacks(self._caught_up, self._catch_up_failed)

@@ -66,11 +66,13 @@ class Dispatcher:
     # -- sessions ---------------------------------------------------------
 
     def join(self, now: float, *, format: str = P.FORMAT_JS, user_agent: str = "unknown",
-             address: str = "", params: Mapping[str, str] | None = None) -> Session:
+             address: str = "", params: Mapping[str, str] | None = None,
+             session_id: str | None = None) -> Session:
         """Create and register a session (spec 2.3 step 2).
 
         Sessions of pushpy's own transports (``format="json"``) get the
-        ``native.*`` lease and queue size instead of Pushlet's.
+        ``native.*`` lease and queue size instead of Pushlet's.  ``session_id``
+        gives the id instead of the id policy (a session another node made).
         """
         config = self.config
         if len(self.sessions) >= config.sessionmanager_maxsessions:
@@ -79,7 +81,7 @@ class Dispatcher:
         if (limit and self._by_address.get(address, 0) >= limit
                 and address not in config.limit_sessions_per_address_exempt):
             raise ClientError(f"Too many sessions from {address}", 429)
-        session_id = self.ids.session_id(params or {})
+        session_id = session_id or self.ids.session_id(params or {})
         if not isinstance(session_id, str) or not VALID_ID.match(session_id):
             raise ClientError("Invalid session id chosen by the id policy", 400)
         if session_id in self.sessions:
@@ -167,8 +169,12 @@ class Dispatcher:
 
     # -- subscriptions ----------------------------------------------------
 
-    def subscribe(self, session: Session, subject: str | None, label: str | None = None) -> Subscription:
-        """Add a subscription; refuse bad subjects with a ``nack`` reason."""
+    def subscribe(self, session: Session, subject: str | None, label: str | None = None,
+                  sid: str | None = None) -> Subscription:
+        """Add a subscription; refuse bad subjects with a ``nack`` reason.
+
+        ``sid`` keeps the id a subscription had on another node.
+        """
         config = self.config
         if not subject or not split_subjects(subject):
             raise ClientError(P.NO_SUBJECT)
@@ -182,7 +188,9 @@ class Dispatcher:
             raise ClientError(f"subject too long (at most {config.limit_subject_length} characters)")
         if len(session.subscriptions) >= config.limit_subscriptions:
             raise ClientError(f"too many subscriptions (at most {config.limit_subscriptions})")
-        sid = self.ids.subscription_id()
+        if sid and sid in session.subscriptions:
+            self.index.remove(session.subscriptions.pop(sid))
+        sid = sid or self.ids.subscription_id()
         while sid in session.subscriptions:
             sid = self.ids.subscription_id()
         subscription = Subscription(sid, subject, label)

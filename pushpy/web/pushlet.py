@@ -84,7 +84,26 @@ class PushletResource(Resource):
                 raise ClientError(P.NO_EVENT_TYPE, 400)
             if name.startswith(P.JOIN):
                 return self._join(request, params, name, now)
-            session = server.dispatcher.require(params.get(P.P_ID))
+            shared = server.shared_sessions
+            if shared is None:
+                session = server.dispatcher.require(params.get(P.P_ID))
+            else:  # any node may serve it: its state is in Redis
+                found = shared.session_for(params.get(P.P_ID), data=name in P.DATA_CHANNEL_EVENTS)
+                if isinstance(found, Deferred):
+                    later = then(found, lambda s: self._serve(request, s, params, name,
+                                                              server.clock.seconds()))
+                    return respond(request, later, lambda e: self._refuse(request, None, e))
+                session = found
+            return self._serve(request, session, params, name, now)
+        except ClientError as e:
+            return self._refuse(request, session, e)
+
+    def _serve(self, request: Request, session: Session, params: Params, name: str,
+               now: float) -> bytes | int:
+        """Run the handler of a request of a live session (after its authorization)."""
+        server = self.push
+        config = server.config
+        try:
             if is_bound(session):
                 check_binding(server, session, lambda: request_credentials(request, params, "pushlet"))
             server.dispatcher.touch(session, now)
@@ -206,12 +225,16 @@ class PushletResource(Resource):
     # -- control events ---------------------------------------------------
 
     def _join_ack(self, request: Request, session: Session, params: Params, now: float) -> bytes:
+        if self.push.shared_sessions is not None:
+            self.push.shared_sessions.save(session)
         return self._control(request, session,
                              self._ack(P.JOIN_ACK, session, now, p_format=session.format))
 
     def _subscribe(self, request: Request, session: Session, params: Params, now: float) -> bytes:
         subscription = self.push.dispatcher.subscribe(
             session, params.get(P.P_SUBJECT), params.get(P.P_LABEL))
+        if self.push.shared_sessions is not None:
+            self.push.shared_sessions.subscriptions_changed(session)
         ack = self._ack(P.SUBSCRIBE_ACK, session, now, p_subject=subscription.subject,
                         p_sid=subscription.sid)
         if subscription.label:
@@ -221,6 +244,8 @@ class PushletResource(Resource):
     def _unsubscribe(self, request: Request, session: Session, params: Params, now: float) -> bytes:
         sid = params.get(P.P_SID)
         removed = self.push.dispatcher.unsubscribe(session, sid)
+        if self.push.shared_sessions is not None:
+            self.push.shared_sessions.subscriptions_changed(session)
         ack = self._ack(P.UNSUBSCRIBE_ACK, session, now)
         if sid:
             subscription = removed[0]
@@ -264,6 +289,10 @@ class PushletResource(Resource):
         subject = params.get(P.P_SUBJECT)
         subscription = dispatcher.subscribe(session, subject, params.get(P.P_LABEL)) if subject else None
         mode = dispatcher.listen(session, params.get(P.P_MODE), now)
+        shared = self.push.shared_sessions
+        if shared is not None:
+            session.position = session.position or self.push.backplane.position
+            shared.save(session, position=True)
         name = P.JOIN_LISTEN_ACK if params[P.P_EVENT] == P.JOIN_LISTEN else P.LISTEN_ACK
         ack = self._ack(name, session, now, p_mode=mode, p_format=session.format)
         if subscription is not None:
