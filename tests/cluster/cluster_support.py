@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -80,7 +81,11 @@ class Node:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.process = subprocess.Popen(args, cwd=tmp, env=env, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
+
+    def wait(self) -> Node:
+        """Wait until the node answers and its backplane is up."""
         wait_until(self.ready, timeout=30)
+        return self
 
     def ready(self) -> bool:
         if self.process.poll() is not None:
@@ -200,3 +205,110 @@ class PushletPullClient:
         notices = [e for e in found if e.get("p_event") in ("nack", "abort")]
         assert not notices, notices
         return data
+
+
+class NativePollClient:
+    """A client of pushpy's ``poll`` transport asking the next node each time.
+
+    It sends its subject, session and last event id with every request, as
+    ``pushpy.js`` does, so any node can answer it.
+    """
+
+    def __init__(self, ports: Callable[[], list[int]], subject: str) -> None:
+        self.ports = ports
+        self.subject = subject
+        self.turn = 0
+        self.session = ""
+        self.last_id = ""
+        self.events: list[dict[str, Any]] = []
+        self.notices: list[dict[str, Any]] = []
+
+    def poll(self) -> list[dict[str, Any]]:
+        params = {"subject": self.subject}
+        if self.session:
+            params["session"] = self.session
+        if self.last_id:
+            params["last_event_id"] = self.last_id
+        while True:
+            ports = self.ports()
+            port = ports[self.turn % len(ports)]
+            self.turn += 1
+            try:
+                status, body = http(port, "GET", "/pushlet/poll?" + urlencode(params))
+                break
+            except OSError:
+                continue
+        assert status == 200, (status, body)
+        answer = json.loads(body)
+        self.session = answer["session"]
+        self.last_id = answer["position"] or self.last_id  # what pushpy.js resumes from
+        found = [m for m in answer["messages"] if m["type"] == "event"]
+        for message in answer["messages"]:
+            if message["type"] in ("gap", "close") or (
+                    message["type"] == "recovery" and not message["recovered"]):
+                self.notices.append(message)
+        self.events.extend(found)
+        return found
+
+
+class SSEClient:
+    """A native SSE client in a thread: reconnects to the next live node with its last id."""
+
+    def __init__(self, ports: Callable[[], list[int]], subject: str, first_port: int) -> None:
+        self.ports = ports
+        self.subject = subject
+        self.port = first_port
+        self.last_id = ""
+        self.events: list[dict[str, Any]] = []
+        self.notices: list[dict[str, Any]] = []
+        self.connections = 0
+        self.opened = threading.Event()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.done.is_set():
+            try:
+                self._stream(self.port)
+            except OSError:
+                pass
+            ports = [p for p in self.ports() if p != self.port] or self.ports()
+            self.port = ports[self.connections % len(ports)]
+
+    def _stream(self, port: int) -> None:
+        params = {"subject": self.subject}
+        headers = {"Accept": "text/event-stream"}
+        if self.last_id:
+            headers["Last-Event-ID"] = self.last_id
+        connection = httplib.HTTPConnection("127.0.0.1", port, timeout=3)
+        try:
+            connection.request("GET", "/pushlet/sse?" + urlencode(params), headers=headers)
+            response = connection.getresponse()
+            self.connections += 1
+            data: list[str] = []
+            while not self.done.is_set():
+                line = response.fp.readline()
+                if not line:
+                    return
+                text = line.decode("utf-8").rstrip("\r\n")
+                if text.startswith("data:"):
+                    data.append(text[5:].strip())
+                elif not text and data:
+                    self._message(json.loads("\n".join(data)))
+                    data = []
+        finally:
+            connection.close()
+
+    def _message(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "open":
+            self.opened.set()
+        elif kind == "event":
+            self.events.append(message)
+            self.last_id = message["id"]
+        elif kind in ("gap", "close") or (kind == "recovery" and not message["recovered"]):
+            self.notices.append(message)
+
+    def stop(self) -> None:
+        self.done.set()
