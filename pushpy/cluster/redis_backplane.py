@@ -184,8 +184,7 @@ class RedisBackplane:
         if len(self._outbox) >= self.outbox_size:
             return fail(ClientError("the backplane is unavailable and its outbox is full", 503))
         self._outbox.append((event, self.now(), d))
-        if self.connected and not self._flushing:
-            self._flush()
+        self._flush()
         return d
 
     def since(self, position: str | None, matches: Callable[[str], bool]) -> Deferred:
@@ -223,8 +222,7 @@ class RedisBackplane:
 
     def _flush(self) -> None:
         """Send the outbox in order, one script at a time (order is the point)."""
-        if not self._outbox or not self.connected:
-            self._flushing = False
+        if self._flushing or not self._outbox or not self.connected:
             return
         self._flushing = True
         event, stamp, d = self._outbox[0]
@@ -234,6 +232,7 @@ class RedisBackplane:
 
         def done(result: list[str]) -> None:
             self._outbox.popleft()
+            self._flushing = False
             epoch, offset = result[0], int(result[1])
             d.callback(event.stored(offset, epoch) if multicast else event)
             self._flush()
@@ -245,6 +244,7 @@ class RedisBackplane:
                 self._flushing = False  # kept in the outbox: sent again after reconnect
                 return
             self._outbox.popleft()
+            self._flushing = False
             self.log.failure("publishing to redis failed", reason)
             d.errback(ClientError("the backplane refused the event", 503))
             self._flush()
