@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import pytest_twisted
-from client_support import eventually
+from server_support import eventually
 from twisted.internet.defer import maybeDeferred
 
 from pushpy.client import Client, ClientEvent, Refused
