@@ -34,6 +34,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pushpy.cluster.link import RedisLink, Script
+from pushpy.cluster.presence import HEARTBEAT, RedisPresence
 from pushpy.core.events import Event, Route
 from pushpy.core.history import Recovery, parse_position
 from pushpy.errors import ClientError
@@ -132,6 +133,10 @@ class RedisBackplane:
         self.reconnects = 0
         self.link = RedisLink(url, reactor, on_up=self._up, on_down=self._down,
                               on_message=self._message)
+        #: This process's id among the nodes (presence members, session owners).
+        self.node = secrets.token_hex(6)
+        self.presence_store = RedisPresence(self.link, prefix, self.node)
+        self._heartbeat: Any = None
         self._ready: list[Deferred] = []
 
     # -- state ---------------------------------------------------------------
@@ -160,6 +165,10 @@ class RedisBackplane:
         return d
 
     def stop(self) -> None:
+        if self._heartbeat is not None and self._heartbeat.running:
+            self._heartbeat.stop()
+        if self.link.up:
+            self.presence_store.forget_node().addErrback(lambda _: None)
         self.link.stop()
         outbox, self._outbox = self._outbox, deque()
         for _, _, d in outbox:
@@ -217,6 +226,18 @@ class RedisBackplane:
             return found
 
         return d.addCallback(pick)
+
+    def presence_enter(self, subject: str, user: str, member: str) -> Deferred:
+        """Add ``member`` of ``user`` on ``subject`` (this node's); True when the user was absent."""
+        return self.presence_store.enter(subject, user, member)
+
+    def presence_leave(self, subject: str, user: str, member: str) -> Deferred:
+        """Remove ``member``; True when ``user`` has no member left on ``subject`` on any live node."""
+        return self.presence_store.leave(subject, user, member)
+
+    def presence(self, subject: str) -> Deferred:
+        """``{user: members}`` on ``subject`` over the live nodes."""
+        return self.presence_store.members(subject)
 
     # -- publishing ------------------------------------------------------------
 
@@ -312,10 +333,21 @@ class RedisBackplane:
         """Subscribe, catch up from the log, deliver what pub/sub held meanwhile, publish."""
         self._pending = []
         link = self.link
+        if self._heartbeat is None:
+            from twisted.internet.task import LoopingCall
+
+            self._heartbeat = LoopingCall(self._beat)
+            self._heartbeat.clock = self.reactor
+            self._heartbeat.start(HEARTBEAT, now=False)
+        self._beat()
         d = link.subscriber.subscribe([self.channel, self.control_channel])
         d.addCallback(lambda _: link.eval(ENSURE, self.keys, [self._new_epoch()]))
         d.addCallback(self._catch_up)
         d.addCallbacks(self._caught_up, self._catch_up_failed)
+
+    def _beat(self) -> None:
+        if self.link.up:
+            self.presence_store.heartbeat().addErrback(lambda _: None)
 
     def _catch_up(self, result: list[str]) -> Deferred | None:
         epoch, seq = result[0], int(result[1])

@@ -29,7 +29,6 @@ expires with its local lease.  See ``docs/scaling.md``.
 from __future__ import annotations
 
 import json
-import secrets
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
@@ -83,7 +82,7 @@ class SharedSessions:
         self.link = backplane.link
         self.prefix = backplane.prefix
         #: This process's id in session records.
-        self.node = secrets.token_hex(6)
+        self.node = backplane.node
         self._quiet: set[str] = set()
         backplane.control_listeners.append(self._control)
         server.dispatcher.on_end.append(self._ended)
@@ -148,8 +147,20 @@ class SharedSessions:
 
     # -- local copies ----------------------------------------------------------
 
+    def _ended_elsewhere(self, session_id: str, record: dict[str, str]) -> bool:
+        """True (and the local copy ended) when the record is a tombstone."""
+        if record.get("ended") != "1":
+            return False
+        local = self.server.dispatcher.find(session_id)
+        if local is not None:
+            self._quiet.add(session_id)
+            self.server.dispatcher.end(local, EndReason.LEAVE)
+        return True
+
     def _passive(self, session_id: str, record: dict[str, str]) -> Session:
         """A copy for control requests: subscribed as the record says, not listening."""
+        if self._ended_elsewhere(session_id, record):
+            raise ClientError(P.INVALID_ID.format(id=session_id), 400)
         local = self.server.dispatcher.find(session_id)
         if local is not None:
             return local
@@ -161,6 +172,8 @@ class SharedSessions:
 
     def _take_over(self, session_id: str, record: dict[str, str]) -> Session | Deferred:
         server = self.server
+        if self._ended_elsewhere(session_id, record):
+            raise ClientError(P.INVALID_ID.format(id=session_id), 400)
         local = server.dispatcher.find(session_id)
         if not record:
             if local is None:
@@ -213,9 +226,9 @@ class SharedSessions:
         session = dispatcher.join(self.server.clock.seconds(),
                                   format=record.get("format") or P.FORMAT_JS,
                                   user_agent=record.get("agent") or "unknown",
-                                  address=record.get("address") or "", session_id=session_id)
+                                  address=record.get("address") or "", session_id=session_id,
+                                  user=record.get("user") or None)
         session.mode = record.get("mode") or P.MODE_STREAM
-        session.user = record.get("user") or None
         if record.get("binding"):
             session.data[BINDING] = record["binding"]
         return session
@@ -248,7 +261,10 @@ class SharedSessions:
             self._quiet.discard(session.id)
             return
         if reason in (EndReason.LEAVE, EndReason.DISCONNECT) and session.format != P.FORMAT_JSON:
+            # A tombstone, not a deletion: a node still holding a copy must not take a
+            # missing record for one Redis lost, and bring the session back.
             self._run(self.link.execute("DEL", self.key(session.id)))
+            self._write(session, {"ended": "1"}, only_present=False)
             self._run(self.backplane.send_control(f"end {session.id} {self.node}"))
 
     def _control(self, message: str) -> None:

@@ -22,6 +22,7 @@ from pushpy.core.events import Event, Route
 from pushpy.core.limits import check_event, check_publish_rate
 from pushpy.core.sessions import EndReason, Session
 from pushpy.errors import ClientError
+from pushpy.presence import stamp_user
 from pushpy.web.authz import (
     adopt,
     ask,
@@ -147,7 +148,7 @@ class PushletResource(Resource):
                 credentials: Credentials) -> bytes | int | Deferred:
         server = self.push
         now = server.clock.seconds()
-        session = self._new_session(request, params, now)
+        session = self._new_session(request, params, now, identity.user)
         try:
             adopt(server, session, identity, credentials)
             subject = params.get(P.P_SUBJECT)
@@ -198,12 +199,13 @@ class PushletResource(Resource):
 
     # -- helpers ----------------------------------------------------------
 
-    def _new_session(self, request: Request, params: Params, now: float) -> Session:
+    def _new_session(self, request: Request, params: Params, now: float,
+                     user: str | None) -> Session:
         fmt = params.get(P.P_FORMAT) or P.FORMAT_JS
         agent = request.getHeader(b"user-agent")
         return self.push.dispatcher.join(
             now, format=fmt, user_agent=agent.decode("latin-1").lower() if agent else "unknown",
-            address=client_address(request), params=params)
+            address=client_address(request), params=params, user=user)
 
     def _headers(self, request: Request, session: Session) -> PushletCodec:
         codec = CODECS[session.format]
@@ -265,6 +267,7 @@ class PushletResource(Resource):
         fields = dict(params)
         fields[P.P_EVENT] = P.DATA
         fields[P.P_FROM] = session.id
+        stamp_user(fields, session)
         fields.setdefault(P.P_TIME, str(int(now)))
         target = params.get(P.P_TO)
         route = Route.UNICAST if target else Route.MULTICAST

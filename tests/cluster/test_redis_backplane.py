@@ -200,3 +200,35 @@ def test_bad_urls_are_refused_with_a_message():
     for bad in ("http://h", "redis://", "redis://h/x"):
         with pytest.raises(UsageError):
             parse_redis_url(bad)
+
+
+@pytest_twisted.ensureDeferred
+async def test_presence_is_cluster_wide_and_a_dead_nodes_members_disappear(make, prefix):
+    a, b = make(), make()
+    await a.start()
+    await b.start()
+    assert await a.presence_enter("/room", "ann", "s1") is True
+    assert await b.presence_enter("/room", "ann", "s2") is False  # ann was there (on a)
+    assert await b.presence_enter("/room", "bob", "s3") is True
+    assert await a.presence("/room") == {"ann": 2, "bob": 1}
+    # a dies without a goodbye: its heartbeat key expires (deleted here instead of waiting)
+    a.stop()
+    delete_node = RedisBackplane(REDIS_URL, reactor=reactor, prefix=prefix)
+    await delete_node.start()
+    await delete_node.link.execute("DEL", f"{prefix}:node:{a.node}")
+    delete_node.stop()
+    assert await b.presence("/room") == {"ann": 1, "bob": 1}
+    assert await b.presence_leave("/room", "ann", "s2") is True  # her last live member
+    assert await b.presence("/room") == {"bob": 1}
+
+
+@pytest_twisted.ensureDeferred
+async def test_user_events_reach_other_nodes(make):
+    a, b = make(), make()
+    got: list[Event] = []
+    b.attach(got.append)
+    await a.start()
+    await b.start()
+    await a.publish(Event({"p_event": "data", "n": "1"}, route=Route.USER, target="ann"))
+    await eventually(lambda: len(got) == 1)
+    assert (got[0].route, got[0].target, got[0].offset) == (Route.USER, "ann", None)
