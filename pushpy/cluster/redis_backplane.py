@@ -159,9 +159,12 @@ class RedisBackplane:
 
     def start(self) -> Deferred:
         """Connect; the Deferred fires once connected and caught up the first time."""
+        if self.connected:
+            return succeed(self)
         d: Deferred = Deferred()
         self._ready.append(d)
-        self.link.start()
+        if not self.link.running:
+            self.link.start()
         return d
 
     def stop(self) -> None:
