@@ -117,6 +117,13 @@ class Options(usage.Options):
         self._check_workers()
 
     def _check_workers(self) -> None:
+        if self.server_config.backplane:
+            from pushpy.cluster.link import parse_redis_url
+
+            try:
+                parse_redis_url(self.server_config.backplane)
+            except errors.UsageError as e:
+                raise usage.UsageError(f"--backplane: {e}") from e
         text = str(self["workers"])
         if not text.isdigit() or not 1 <= int(text) <= 256:
             raise usage.UsageError(f"--workers {text!r}: give a number from 1 to 256")

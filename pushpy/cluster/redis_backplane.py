@@ -206,7 +206,7 @@ class RedisBackplane:
             return succeed(Recovery(recovered=False, reason="malformed position"))
         epoch, offset = parsed
         d = self.link.eval(SINCE, self.keys, [self._new_epoch(), f"({offset}-0"])
-        return d.addCallback(self._recovery, epoch, offset, matches)
+        return d.addCallbacks(self._recovery, _unavailable, callbackArgs=(epoch, offset, matches))
 
     def history(self, subject: str, count: int) -> Deferred:
         """The newest ``count`` events of exactly ``subject``, oldest first (scans the log)."""
@@ -228,7 +228,7 @@ class RedisBackplane:
             found.reverse()
             return found
 
-        return d.addCallback(pick)
+        return d.addCallbacks(pick, _unavailable)
 
     def presence_enter(self, subject: str, user: str, member: str) -> Deferred:
         """Add ``member`` of ``user`` on ``subject`` (this node's); True when the user was absent."""
@@ -418,6 +418,15 @@ class RedisBackplane:
                 continue
             events.append(event)
         return Recovery(events=events, recovered=recovered, reason=reason)
+
+
+def _unavailable(reason: Any) -> Any:
+    """A lost or absent Redis connection, as a 503 the client may retry."""
+    import txredisapi
+
+    if reason.check(txredisapi.ConnectionError):
+        raise ClientError("the backplane is unavailable: try again shortly", 503)
+    return reason
 
 
 def _offset_of(entry_id: str) -> int:

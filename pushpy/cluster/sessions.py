@@ -101,15 +101,31 @@ class SharedSessions:
         if not session_id:
             raise ClientError(P.NO_ID, 400)
         local = self.server.dispatcher.find(session_id)
+        if not self.link.up:  # degraded: serve the sessions held here, refuse the others for now
+            if local is not None:
+                return local
+            raise ClientError("the session store is unavailable: try again shortly", 503)
         lease = self._lease_ms(local)
         if not data:
             if local is not None:
                 self._run(self.link.eval(LOOKUP, [self.key(session_id)], [lease]))
                 return local
             found = self.link.eval(LOOKUP, [self.key(session_id)], [lease])
-            return found.addCallback(lambda record: self._passive(session_id, _as_dict(record)))
+            return found.addCallbacks(lambda record: self._passive(session_id, _as_dict(record)),
+                                      self._lost, errbackArgs=(session_id,))
         claimed = self.link.eval(CLAIM, [self.key(session_id)], [self.node, lease])
-        return claimed.addCallback(lambda record: self._take_over(session_id, _as_dict(record)))
+        return claimed.addCallbacks(lambda record: self._take_over(session_id, _as_dict(record)),
+                                    self._lost, errbackArgs=(session_id,))
+
+    def _lost(self, reason: Any, session_id: str) -> Session:
+        """Redis went away during the lookup: as when it was away before it."""
+        import txredisapi
+
+        reason.trap(txredisapi.ConnectionError)
+        local = self.server.dispatcher.find(session_id)
+        if local is None:
+            raise ClientError("the session store is unavailable: try again shortly", 503)
+        return local
 
     # -- writing records -------------------------------------------------------
 

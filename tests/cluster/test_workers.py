@@ -88,3 +88,27 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_workers_and_backplane_options_are_checked():
+    import pytest
+    from twisted.python import usage
+
+    from pushpy import tap
+
+    def parse(*argv: str) -> tap.Options:
+        options = tap.Options()
+        options.parseOptions(list(argv))
+        return options
+
+    options = parse("--backplane", REDIS_URL, "--workers", "3", "--no-sources")
+    assert options.server_config.backplane == REDIS_URL and options["workers"] == 3
+    assert "--workers" not in options.worker_arguments()
+    assert f"backplane={REDIS_URL}" in options.worker_arguments()
+    for argv, message in [(("--workers", "2"), "needs a shared backplane"),
+                          (("--workers", "many"), "give a number"),
+                          (("--workers", "2", "--backplane", REDIS_URL, "--listen", "unix:/tmp/x"),
+                           "tcp: listeners only"),
+                          (("--backplane", "http://redis"), "--backplane: .*redis://")]:
+        with pytest.raises(usage.UsageError, match=message):
+            parse(*argv)
