@@ -133,6 +133,7 @@ def supervise(args: argparse.Namespace) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))
     sock.listen(4096)
+    sock.setblocking(False)  # shared by the workers: a blocking accept() would freeze the loser of a race
     argv = [sys.executable, __file__, "--port", "0", "--heartbeat", str(args.heartbeat),
             "--adopt-fd", str(sock.fileno()), "--prefix", args.prefix]
     if args.src:

@@ -198,13 +198,21 @@ def makeService(options: Options) -> MultiService:
     server = PushServer(options.server_config, sources=options.event_sources)
     IService(server).setServiceParent(top)
     site = build_site(server, webroot=options["webroot"], root=options["root"])
+    listeners: MultiService = top
+    if getattr(server.backplane, "start", None) is not None:
+        # A clustered backplane: accept clients once it is connected and caught up, so
+        # no session starts from a position of an unknown log.
+        from pushpy.cluster.workers import AfterBackplane
+
+        listeners = AfterBackplane(server.backplane)
+        listeners.setServiceParent(top)
     for description in options["listen"]:
-        strports.service(description, site).setServiceParent(top)
+        strports.service(description, site).setServiceParent(listeners)
     if options["adopt"]:
         from pushpy.cluster.workers import AdoptedPortService
 
         for spec in options["adopt"]:
-            AdoptedPortService(spec, site).setServiceParent(top)
+            AdoptedPortService(spec, site).setServiceParent(listeners)
     if options["tcp"]:
         lines = tcp_factory(server)
         for description in options["tcp"]:

@@ -88,6 +88,18 @@ def decode(payload: str, offset: int | None, epoch: str | None) -> tuple[Event, 
     return Event(fields, route=Route(route), target=target, offset=offset, epoch=epoch), stamp
 
 
+class _Outgoing:
+    """An event waiting to be stored, and whether its script is in flight."""
+
+    __slots__ = ("done", "event", "sent", "stamp")
+
+    def __init__(self, event: Event, stamp: float, done: Deferred) -> None:
+        self.event = event
+        self.stamp = stamp
+        self.done = done
+        self.sent = False
+
+
 @implementer(IBackplane)
 class RedisBackplane:
     """An :class:`~pushpy.interfaces.IBackplane` shared by every node through Redis.
@@ -127,9 +139,8 @@ class RedisBackplane:
         self._receivers: list[Receiver] = []
         #: Called with a reason when this node may have missed events.
         self.gap_listeners: list[Callable[[str], object]] = []
-        self._outbox: deque[tuple[Event, float, Deferred]] = deque()
+        self._outbox: deque[_Outgoing] = deque()
         self._pending: list[tuple[str, str]] | None = None  # pub/sub held during catch-up
-        self._flushing = False
         self.reconnects = 0
         self.link = RedisLink(url, reactor, on_up=self._up, on_down=self._down,
                               on_message=self._message)
@@ -174,8 +185,8 @@ class RedisBackplane:
             self.presence_store.forget_node().addErrback(lambda _: None)
         self.link.stop()
         outbox, self._outbox = self._outbox, deque()
-        for _, _, d in outbox:
-            d.errback(ClientError("the backplane stopped before this event was published", 503))
+        for entry in outbox:
+            entry.done.errback(ClientError("the backplane stopped before this event was published", 503))
 
     # -- IBackplane ------------------------------------------------------------
 
@@ -195,7 +206,7 @@ class RedisBackplane:
         d: Deferred = Deferred()
         if len(self._outbox) >= self.outbox_size:
             return fail(ClientError("the backplane is unavailable and its outbox is full", 503))
-        self._outbox.append((event, self.now(), d))
+        self._outbox.append(_Outgoing(event, self.now(), d))
         self._flush()
         return d
 
@@ -245,33 +256,38 @@ class RedisBackplane:
     # -- publishing ------------------------------------------------------------
 
     def _flush(self) -> None:
-        """Send the outbox in order, one script at a time (order is the point)."""
-        if self._flushing or not self._outbox or not self.connected:
+        """Send every unsent outbox entry now, pipelined on the one command connection.
+
+        Redis runs one connection's commands in the order sent, so offsets
+        follow the publish order without waiting for each answer.
+        """
+        if not self.connected:
             return
-        self._flushing = True
-        event, stamp, d = self._outbox[0]
+        for entry in self._outbox:
+            if not entry.sent:
+                entry.sent = True
+                self._send(entry)
+
+    def _send(self, entry: _Outgoing) -> None:
+        event = entry.event
         multicast = event.route is Route.MULTICAST
         sent = self.link.eval(PUBLISH, [*self.keys, self.channel], [
-            self._new_epoch(), self.log_size, encode(event, stamp), "1" if multicast else "0"])
+            self._new_epoch(), self.log_size, encode(event, entry.stamp), "1" if multicast else "0"])
 
         def done(result: list[str]) -> None:
-            self._outbox.popleft()
-            self._flushing = False
+            self._outbox.remove(entry)  # the head, but for a refused entry before it
             epoch, offset = result[0], int(result[1])
-            d.callback(event.stored(offset, epoch) if multicast else event)
-            self._flush()
+            entry.done.callback(event.stored(offset, epoch) if multicast else event)
 
         def failed(reason: Any) -> None:
             import txredisapi
 
             if reason.check(txredisapi.ConnectionError):
-                self._flushing = False  # kept in the outbox: sent again after reconnect
+                entry.sent = False  # kept in the outbox: sent again after reconnect
                 return
-            self._outbox.popleft()
-            self._flushing = False
+            self._outbox.remove(entry)
             self.log.failure("publishing to redis failed", reason)
-            d.errback(ClientError("the backplane refused the event", 503))
-            self._flush()
+            entry.done.errback(ClientError("the backplane refused the event", 503))
 
         sent.addCallbacks(done, failed)
 
@@ -330,7 +346,6 @@ class RedisBackplane:
 
     def _down(self, reason: str) -> None:
         self._pending = None
-        self._flushing = False
 
     def _up(self) -> None:
         """Subscribe, catch up from the log, deliver what pub/sub held meanwhile, publish."""

@@ -62,9 +62,11 @@ if #record > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return record
 """)
 
-#: KEYS: record; ARGV: lease ms, only-if-present (1/0), field, value, ...
+#: KEYS: record; ARGV: lease ms, mode (1: only if present, 2: replace, 3: only if absent), field, value, ...
 SAVE = Script("""
 if ARGV[2] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[2] == '2' then redis.call('DEL', KEYS[1]) end
+if ARGV[2] == '3' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
@@ -129,7 +131,7 @@ class SharedSessions:
 
     # -- writing records -------------------------------------------------------
 
-    def save(self, session: Session, *, position: bool = False) -> None:
+    def save(self, session: Session, *, position: bool = False, only_absent: bool = False) -> None:
         """Write the session's record (and its position when asked); sent at once, not awaited."""
         fields = {
             "format": session.format, "mode": session.mode, "agent": session.user_agent,
@@ -141,7 +143,7 @@ class SharedSessions:
         }
         if position and session.position:
             fields["position"] = session.position
-        self._write(session, fields, only_present=False)
+        self._write(session, fields, only_present=False, only_absent=only_absent)
 
     def save_position(self, session: Session) -> None:
         """Store that the client of ``session`` has everything up to ``session.position``."""
@@ -155,8 +157,10 @@ class SharedSessions:
                     only_present=True)
         self._run(self.backplane.send_control(f"subs {session.id} {self.node}"))
 
-    def _write(self, session: Session, fields: dict[str, str], *, only_present: bool) -> None:
-        args: list[Any] = [self._lease_ms(session), "1" if only_present else "0"]
+    def _write(self, session: Session, fields: dict[str, str], *, only_present: bool,
+               replace: bool = False, only_absent: bool = False) -> None:
+        mode = "2" if replace else "3" if only_absent else "1" if only_present else "0"
+        args: list[Any] = [self._lease_ms(session), mode]
         for name, value in fields.items():
             args += [name, value]
         self._run(self.link.eval(SAVE, [self.key(session.id)], args))
@@ -194,7 +198,7 @@ class SharedSessions:
         if not record:
             if local is None:
                 raise ClientError(P.INVALID_ID.format(id=session_id), 400)
-            self.save(local, position=True)  # Redis lost it (restarted empty): write it again
+            self.save(local, position=True, only_absent=True)  # Redis lost it: write it again
             return local
         if local is not None and record.get("owner") == self.node and local.listening:
             return local
@@ -279,8 +283,7 @@ class SharedSessions:
         if reason in (EndReason.LEAVE, EndReason.DISCONNECT) and session.format != P.FORMAT_JSON:
             # A tombstone, not a deletion: a node still holding a copy must not take a
             # missing record for one Redis lost, and bring the session back.
-            self._run(self.link.execute("DEL", self.key(session.id)))
-            self._write(session, {"ended": "1"}, only_present=False)
+            self._write(session, {"ended": "1"}, only_present=False, replace=True)
             self._run(self.backplane.send_control(f"end {session.id} {self.node}"))
 
     def _control(self, message: str) -> None:

@@ -20,7 +20,7 @@ import socket
 import sys
 from typing import Any
 
-from twisted.application.service import Service
+from twisted.application.service import MultiService, Service
 from twisted.internet import protocol
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
@@ -160,3 +160,29 @@ class AdoptedPortService(Service):
         if self.port is not None:
             return self.port.stopListening()
         return None
+
+
+class AfterBackplane(MultiService):
+    """Starts its children (the listeners) once the backplane is connected and caught up."""
+
+    def __init__(self, backplane: Any) -> None:
+        super().__init__()
+        self.backplane = backplane
+        self._waiting: Deferred | None = None
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self._waiting = self.backplane.start()
+        self._waiting.addCallback(self._ready)
+
+    def _ready(self, _: object) -> None:
+        self._waiting = None
+        if self.running:
+            for service in self:
+                service.startService()
+
+    def stopService(self) -> Deferred | None:
+        if self._waiting is not None:
+            Service.stopService(self)
+            return None
+        return super().stopService()
