@@ -86,6 +86,7 @@ class SharedSessions:
         #: This process's id in session records.
         self.node = backplane.node
         self._quiet: set[str] = set()
+        self._ending: dict[str, Deferred] = {}
         backplane.control_listeners.append(self._control)
         server.dispatcher.on_end.append(self._ended)
 
@@ -131,8 +132,9 @@ class SharedSessions:
 
     # -- writing records -------------------------------------------------------
 
-    def save(self, session: Session, *, position: bool = False, only_absent: bool = False) -> None:
-        """Write the session's record (and its position when asked); sent at once, not awaited."""
+    def save(self, session: Session, *, position: bool = False,
+             only_absent: bool = False) -> Deferred:
+        """Write the session's record (and its position when asked); fires once written (or failed)."""
         fields = {
             "format": session.format, "mode": session.mode, "agent": session.user_agent,
             "address": session.address, "user": session.user or "",
@@ -143,27 +145,31 @@ class SharedSessions:
         }
         if position and session.position:
             fields["position"] = session.position
-        self._write(session, fields, only_present=False, only_absent=only_absent)
+        return self._write(session, fields, only_present=False, only_absent=only_absent)
 
-    def save_position(self, session: Session) -> None:
+    def save_position(self, session: Session) -> Deferred:
         """Store that the client of ``session`` has everything up to ``session.position``."""
-        if session.position:
-            self._write(session, {"position": session.position}, only_present=True)
+        return self._write(session, {"position": session.position or ""}, only_present=True)
 
-    def subscriptions_changed(self, session: Session) -> None:
+    def subscriptions_changed(self, session: Session) -> Deferred:
         """Write the subscriptions and tell the other nodes holding the session."""
-        self._write(session, {"subs": json.dumps([[s.sid, s.subject, s.label]
-                                                  for s in session.subscriptions.values()])},
-                    only_present=True)
+        written = self._write(session, {"subs": json.dumps([[s.sid, s.subject, s.label]
+                                                            for s in session.subscriptions.values()])},
+                              only_present=True)
         self._run(self.backplane.send_control(f"subs {session.id} {self.node}"))
+        return written
+
+    def ended_write(self, session_id: str) -> Deferred | None:
+        """The tombstone write of a session that just ended here, to wait on before answering."""
+        return self._ending.pop(session_id, None)
 
     def _write(self, session: Session, fields: dict[str, str], *, only_present: bool,
-               replace: bool = False, only_absent: bool = False) -> None:
+               replace: bool = False, only_absent: bool = False) -> Deferred:
         mode = "2" if replace else "3" if only_absent else "1" if only_present else "0"
         args: list[Any] = [self._lease_ms(session), mode]
         for name, value in fields.items():
             args += [name, value]
-        self._run(self.link.eval(SAVE, [self.key(session.id)], args))
+        return self._run(self.link.eval(SAVE, [self.key(session.id)], args))
 
     # -- local copies ----------------------------------------------------------
 
@@ -283,7 +289,8 @@ class SharedSessions:
         if reason in (EndReason.LEAVE, EndReason.DISCONNECT) and session.format != P.FORMAT_JSON:
             # A tombstone, not a deletion: a node still holding a copy must not take a
             # missing record for one Redis lost, and bring the session back.
-            self._write(session, {"ended": "1"}, only_present=False, replace=True)
+            self._ending[session.id] = self._write(session, {"ended": "1"}, only_present=False,
+                                                   replace=True)
             self._run(self.backplane.send_control(f"end {session.id} {self.node}"))
 
     def _control(self, message: str) -> None:
@@ -314,9 +321,10 @@ class SharedSessions:
             config.session_timeout, config.native_session_timeout_secs)
         return max(1000, int(timeout * 1000))
 
-    def _run(self, d: Deferred) -> None:
-        d.addErrback(lambda f: self.log.debug("redis session write failed: {e}",
-                                              e=f.getErrorMessage()))
+    def _run(self, d: Deferred) -> Deferred:
+        """``d`` with its failure logged and swallowed (Redis unreachable: writes are best effort)."""
+        return d.addErrback(lambda f: self.log.debug("redis session write failed: {e}",
+                                                     e=f.getErrorMessage()))
 
 
 def _as_dict(flat: list[str] | None) -> dict[str, str]:

@@ -226,28 +226,40 @@ class PushletResource(Resource):
 
     # -- control events ---------------------------------------------------
 
-    def _join_ack(self, request: Request, session: Session, params: Params, now: float) -> bytes:
-        if self.push.shared_sessions is not None:
-            self.push.shared_sessions.save(session)
+    def _stored(self, request: Request, session: Session, written: Deferred | None,
+                body: Callable[[], bytes]) -> bytes | int:
+        """``body()``, answered once ``written`` (a session record write) has fired."""
+        if written is None:
+            return body()
+        return respond(request, written.addCallback(lambda _: body()),
+                       lambda e: self._refuse(request, session, e))
+
+    def _join_ack(self, request: Request, session: Session, params: Params, now: float) -> bytes | int:
+        shared = self.push.shared_sessions
+        if shared is not None:
+            return self._stored(request, session, shared.save(session), lambda: self._control(
+                request, session, self._ack(P.JOIN_ACK, session, now, p_format=session.format)))
         return self._control(request, session,
                              self._ack(P.JOIN_ACK, session, now, p_format=session.format))
 
-    def _subscribe(self, request: Request, session: Session, params: Params, now: float) -> bytes:
+    def _subscribe(self, request: Request, session: Session, params: Params,
+                   now: float) -> bytes | int:
         subscription = self.push.dispatcher.subscribe(
             session, params.get(P.P_SUBJECT), params.get(P.P_LABEL))
-        if self.push.shared_sessions is not None:
-            self.push.shared_sessions.subscriptions_changed(session)
         ack = self._ack(P.SUBSCRIBE_ACK, session, now, p_subject=subscription.subject,
                         p_sid=subscription.sid)
         if subscription.label:
             ack[P.P_LABEL] = subscription.label
-        return self._control(request, session, ack)
+        shared = self.push.shared_sessions
+        written = shared.subscriptions_changed(session) if shared is not None else None
+        return self._stored(request, session, written, lambda: self._control(request, session, ack))
 
-    def _unsubscribe(self, request: Request, session: Session, params: Params, now: float) -> bytes:
+    def _unsubscribe(self, request: Request, session: Session, params: Params,
+                     now: float) -> bytes | int:
         sid = params.get(P.P_SID)
         removed = self.push.dispatcher.unsubscribe(session, sid)
-        if self.push.shared_sessions is not None:
-            self.push.shared_sessions.subscriptions_changed(session)
+        shared = self.push.shared_sessions
+        written = shared.subscriptions_changed(session) if shared is not None else None
         ack = self._ack(P.UNSUBSCRIBE_ACK, session, now)
         if sid:
             subscription = removed[0]
@@ -255,7 +267,7 @@ class PushletResource(Resource):
             ack[P.P_SUBJECT] = subscription.subject
             if subscription.label:
                 ack[P.P_LABEL] = subscription.label
-        return self._control(request, session, ack)
+        return self._stored(request, session, written, lambda: self._control(request, session, ack))
 
     def _publish(self, request: Request, session: Session, params: Params,
                  now: float) -> bytes | int:
@@ -281,9 +293,13 @@ class PushletResource(Resource):
     def _heartbeat(self, request: Request, session: Session, params: Params, now: float) -> bytes:
         return self._control(request, session, {P.P_EVENT: P.HEARTBEAT_ACK, P.P_TIME: str(int(now))})
 
-    def _leave(self, request: Request, session: Session, params: Params, now: float) -> bytes:
+    def _leave(self, request: Request, session: Session, params: Params,
+               now: float) -> bytes | int:
         self.push.dispatcher.end(session, EndReason.LEAVE)
-        return self._control(request, session, self._ack(P.LEAVE_ACK, session, now))
+        shared = self.push.shared_sessions
+        written = shared.ended_write(session.id) if shared is not None else None
+        return self._stored(request, session, written, lambda: self._control(
+            request, session, self._ack(P.LEAVE_ACK, session, now)))
 
     # -- data channels ----------------------------------------------------
 
@@ -293,9 +309,10 @@ class PushletResource(Resource):
         subscription = dispatcher.subscribe(session, subject, params.get(P.P_LABEL)) if subject else None
         mode = dispatcher.listen(session, params.get(P.P_MODE), now)
         shared = self.push.shared_sessions
+        written = None
         if shared is not None:
             session.position = session.position or self.push.backplane.position
-            shared.save(session, position=True)
+            written = shared.save(session, position=True)
         name = P.JOIN_LISTEN_ACK if params[P.P_EVENT] == P.JOIN_LISTEN else P.LISTEN_ACK
         ack = self._ack(name, session, now, p_mode=mode, p_format=session.format)
         if subscription is not None:
@@ -303,13 +320,19 @@ class PushletResource(Resource):
             if subscription.label:
                 ack[P.P_LABEL] = subscription.label
         codec = self._headers(request, session)
-        if mode == P.MODE_STREAM:
-            streaming(request)
-            StreamChannel(self.push, request, session, codec).start(ack, now)
-        else:
-            RefreshChannel(self.push, request, session, codec,
-                           refresh_url(request, session.id)).first(ack, now)
-        return NOT_DONE_YET
+
+        def start(_: object = None) -> int:
+            if mode == P.MODE_STREAM:
+                streaming(request)
+                StreamChannel(self.push, request, session, codec).start(ack, now)
+            else:
+                RefreshChannel(self.push, request, session, codec,
+                               refresh_url(request, session.id)).first(ack, now)
+            return NOT_DONE_YET
+
+        if written is None:
+            return start()
+        return respond(request, written.addCallback(start), lambda e: self._refuse(request, session, e))
 
     def _refresh(self, request: Request, session: Session, params: Params, now: float) -> int:
         if not session.listening:

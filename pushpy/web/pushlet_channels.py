@@ -242,14 +242,19 @@ class RefreshChannel(_Channel):
             self._write(self.codec.opening + self.ack + self._refresh(now))
 
     def _respond(self, items: list[Delivery], now: float) -> None:
-        shared = self.server.shared_sessions
-        if shared is not None:
-            # Every event up to the node's position that the session matches was queued,
-            # and is taken now: the next refresh, on any node, reads the log from there.
-            self.session.position = self.server.backplane.position
-            shared.save_position(self.session)
         body = self._encode(items) if items else [self._heartbeat(now)]
-        self._write(b"".join([self.codec.opening, self.ack, *body, self._refresh(now)]))
+        data = b"".join([self.codec.opening, self.ack, *body, self._refresh(now)])
+        shared = self.server.shared_sessions
+        if shared is None:
+            self._write(data)
+            return
+        # Every event up to the node's position that the session matches was queued, and
+        # is taken now: the next refresh, on any node, reads the log from there.  The
+        # position is stored before the response is written (never twice, at most once).
+        self.session.position = self.server.backplane.position
+        self.server.scheduler.set(self, None)
+        self.session.detach(self)
+        shared.save_position(self.session).addBoth(lambda _: self._write(data))
 
     def _refresh(self, now: float) -> bytes:
         config = self.server.config
