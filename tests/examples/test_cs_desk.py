@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "customer_service"))
 
-from desk import Desk, DeskError, Move  # noqa: E402
+from desk import Desk, DeskError, Move
 
 
 def test_visitor_waits_until_an_agent_is_available() -> None:

@@ -1,0 +1,288 @@
+"""A chat on pushpy: rooms, private groups, private messages, typing, who is online, recent history.
+
+Run ``python examples/chat/app.py --port 8080`` and open http://127.0.0.1:8080/
+in two browsers.  ``?transport=iframe`` (or ``longpoll``, ``sse``...) on the
+page's URL forces a pushpy transport.
+
+How it is built:
+
+- Logging in by name (no password: a demo) gives the browser a pushpy token
+  in an ``HttpOnly`` cookie; a :class:`~pushpy.auth.CallbackAuthorizer` reads
+  it when a pushpy session joins, so every session carries its user.
+- Pages only *receive* through pushpy.  They send through this app's small
+  JSON API, which stamps the sender's name on what it publishes, so nobody can
+  speak for someone else; the authorizer refuses every publish from a page.
+- A room or group is two subjects: ``<base>/msg`` (messages, kept in pushpy's
+  history for late joiners) and ``<base>/typing``.  Rooms are open to every
+  user; a group's subjects only to its members (the authorizer checks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import secrets
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.web.static import File
+
+from pushpy import Config, PushServer
+from pushpy.auth import CallbackAuthorizer, Credentials, Identity, mint_token, read_token
+from pushpy.errors import ClientError
+from pushpy.web.site import build_site
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # examples/jsonapi.py
+
+from jsonapi import ApiError, JsonApi  # noqa: E402
+
+#: A room name: what may follow ``/chat/room/`` in a subject.
+ROOM = re.compile(r"[a-z0-9][a-z0-9-]{0,31}\Z")
+MAX_TEXT = 2000
+MAX_NAME = 32
+HISTORY = 50
+#: Where pushpy announces users coming online and leaving (presence of its ``/online`` subject).
+ONLINE_EVENTS = "/presence/online"
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A private conversation of a fixed set of members."""
+
+    id: str
+    name: str
+    members: frozenset[str]
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "members": sorted(self.members)}
+
+
+def user_name(value: object) -> str:
+    """A user name: 1 to 32 printable characters (shown with textContent, never parsed)."""
+    name = value.strip() if isinstance(value, str) else ""
+    if not name or len(name) > MAX_NAME or not name.isprintable():
+        raise ApiError(f"a name is 1 to {MAX_NAME} printable characters")
+    return name
+
+
+class Chat:
+    """The chat's state (rooms, groups, known users) and what it publishes."""
+
+    def __init__(self, push: PushServer, secret: str) -> None:
+        self.push = push
+        self.secret = secret
+        self.rooms: list[str] = ["general", "random"]
+        self.groups: dict[str, Group] = {}
+        self.users: set[str] = set()
+
+    # -- who is who ------------------------------------------------------------
+
+    def login(self, name: object) -> tuple[str, str]:
+        """The user name and the pushpy token for it."""
+        user = user_name(name)
+        self.users.add(user)
+        return user, mint_token(self.secret, user, expires_in=12 * 3600)
+
+    def user_of(self, token: str | None) -> str:
+        """The user of a valid token, else :class:`ApiError` 401."""
+        if not token:
+            raise ApiError("log in first", 401)
+        try:
+            return read_token(self.secret, token, time.time())["u"]
+        except ClientError:
+            raise ApiError("log in again", 401) from None
+
+    # -- the authorizer's questions ---------------------------------------------
+
+    def authorizer(self) -> CallbackAuthorizer:
+        return CallbackAuthorizer(join=self._join, subscribe=self._may_subscribe,
+                                  publish=lambda session, subject: False)
+
+    def _join(self, credentials: Credentials) -> Identity:
+        token = credentials.token()
+        if not token:
+            raise ClientError("log in first", 403)
+        claims = read_token(self.secret, token, time.time())
+        return Identity(claims["u"], claims)
+
+    def _may_subscribe(self, session: Any, subject: str) -> bool:
+        return all(self._readable(session.user, part) for part in subject.split(",") if part)
+
+    def _readable(self, user: str | None, subject: str) -> bool:
+        if user is None:
+            return False
+        if subject in ("/chat/rooms", ONLINE_EVENTS):
+            return True
+        parts = subject.split("/")
+        if len(parts) != 5 or parts[4] not in ("msg", "typing"):
+            return False
+        if parts[2] == "room":
+            return parts[3] in self.rooms
+        group = self.groups.get(parts[3]) if parts[2] == "group" else None
+        return group is not None and user in group.members
+
+    # -- conversations ------------------------------------------------------------
+
+    def base(self, user: str, conversation: object) -> str:
+        """The subject base of ``room:NAME`` or ``group:ID``, if ``user`` may talk there."""
+        kind, _, name = str(conversation).partition(":")
+        if kind == "room" and name in self.rooms:
+            return f"/chat/room/{name}"
+        if kind == "group" and name in self.groups:
+            if user not in self.groups[name].members:
+                raise ApiError("not a member of this group", 403)
+            return f"/chat/group/{name}"
+        raise ApiError(f"no such conversation: {str(conversation)[:80]}", 404)
+
+    def create_room(self, name: object) -> str:
+        room = name.strip().lower() if isinstance(name, str) else ""
+        if not ROOM.match(room):
+            raise ApiError("a room name is 1 to 32 of a-z, 0-9 and -, starting with a letter or digit")
+        if room not in self.rooms:
+            self.rooms.append(room)
+            self.push.publish("/chat/rooms", kind="room", room=room)
+        return room
+
+    def create_group(self, user: str, name: object, members: object) -> Group:
+        if not isinstance(members, list) or len(members) > 50:
+            raise ApiError("members is a list of at most 50 user names")
+        names = {user_name(member) for member in members} | {user}
+        unknown = sorted(names - self.users)
+        if unknown:
+            raise ApiError(f"unknown user: {unknown[0]}", 404)
+        group = Group("g" + secrets.token_hex(6), user_name(name), frozenset(names))
+        self.groups[group.id] = group
+        for member in group.members:
+            self.to_user(member, "/chat/groups", kind="group", group=group.id, name=group.name,
+                         by=user, members="\n".join(sorted(group.members)))
+        return group
+
+    def groups_of(self, user: str) -> list[dict[str, Any]]:
+        return [group.describe() for group in self.groups.values() if user in group.members]
+
+    def say(self, user: str, conversation: object, text: object) -> str | None:
+        """Publish ``text`` from ``user``; the event's id."""
+        if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT:
+            raise ApiError(f"a message is 1 to {MAX_TEXT} characters")
+        kind, _, name = str(conversation).partition(":")
+        if kind == "user":
+            if name not in self.users:
+                raise ApiError(f"unknown user: {name[:80]}", 404)
+            fields = {"from": user, "to": name, "text": text}
+            self.to_user(name, "/chat/private", fields)
+            if name != user:
+                self.to_user(user, "/chat/private", fields)
+            return None
+        event = self.push.publish(self.base(user, conversation) + "/msg", {"from": user, "text": text})
+        return event.position
+
+    def typing(self, user: str, conversation: object) -> None:
+        kind, _, name = str(conversation).partition(":")
+        if kind == "user":
+            if name in self.users and name != user:
+                self.to_user(name, "/chat/private", kind="typing", **{"from": user, "to": name})
+            return
+        self.push.publish(self.base(user, conversation) + "/typing", {"from": user})
+
+    def history(self, user: str, conversation: object) -> Deferred[list[dict[str, Any]]]:
+        """The last messages of a room or group, oldest first (pushpy's history of its subject)."""
+        subject = self.base(user, conversation) + "/msg"
+        return self.push.history(subject, HISTORY).addCallback(
+            lambda events: [{"id": event.position, **event.fields} for event in events])
+
+    def online(self) -> Deferred[list[str]]:
+        """The users with a pushpy session (pushpy's presence)."""
+        return self.push.presence().addCallback(sorted)
+
+    def to_user(self, user: str, subject: str, fields: dict[str, str] | None = None, **more: str) -> None:
+        """Send an event to every session (tabs, devices) of ``user``."""
+        self.push.send_to_user(user, subject, {**(fields or {}), **more})
+
+
+def api(chat: Chat) -> JsonApi:
+    """The JSON API under ``/api/``."""
+    routes = JsonApi(chat.user_of)
+
+    @routes.post("login", public=True)
+    def login(request: Any, body: dict[str, Any], _: None) -> dict[str, Any]:
+        user, token = chat.login(body.get("name"))
+        routes.set_token(request, token)
+        return {"user": user}
+
+    @routes.post("logout", public=True)
+    def logout(request: Any, body: dict[str, Any], _: None) -> dict[str, Any]:
+        routes.set_token(request, "")
+        return {}
+
+    @routes.get("me")
+    def me(request: Any, user: str) -> dict[str, Any]:
+        return {"user": user, "rooms": chat.rooms, "groups": chat.groups_of(user)}
+
+    @routes.get("online")
+    def online(request: Any, user: str) -> Deferred[dict[str, Any]]:
+        return chat.online().addCallback(lambda users: {"users": users})
+
+    @routes.post("rooms")
+    def create_room(request: Any, body: dict[str, Any], user: str) -> dict[str, Any]:
+        return {"room": chat.create_room(body.get("name"))}
+
+    @routes.post("groups")
+    def create_group(request: Any, body: dict[str, Any], user: str) -> dict[str, Any]:
+        return {"group": chat.create_group(user, body.get("name"), body.get("members")).describe()}
+
+    @routes.get("history")
+    def history(request: Any, user: str) -> Deferred[dict[str, Any]]:
+        return chat.history(user, routes.arg(request, "conversation")).addCallback(
+            lambda messages: {"messages": messages})
+
+    @routes.post("say")
+    def say(request: Any, body: dict[str, Any], user: str) -> dict[str, Any]:
+        return {"id": chat.say(user, body.get("conversation"), body.get("text"))}
+
+    @routes.post("typing")
+    def typing(request: Any, body: dict[str, Any], user: str) -> dict[str, Any]:
+        chat.typing(user, body.get("conversation"))
+        return {}
+
+    return routes
+
+
+def make_site(push: PushServer, chat: Chat) -> Any:
+    """pushpy under ``/pushlet/``, the pages at ``/``, the JSON API at ``/api/``."""
+    site = build_site(push)
+    site.resource.putChild(b"", File(str(HERE / "static" / "index.html")))
+    site.resource.putChild(b"static", File(str(HERE / "static")))
+    site.resource.putChild(b"api", api(chat))
+    return site
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="pushpy chat example")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--interface", default="127.0.0.1")
+    parser.add_argument("--session-timeout", type=float, default=30.0,
+                        help="seconds a user stays online after their last page lost its connection")
+    args = parser.parse_args(argv)
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
+    config = Config(history_ttl_secs=24 * 3600, queue_read_timeout_millis=5000, session_check_millis=500,
+                    native_session_timeout_secs=args.session_timeout)
+    chat = Chat(None, secrets.token_urlsafe(32))  # type: ignore[arg-type]
+    push = PushServer(config, authorizer=chat.authorizer())
+    chat.push = push
+    push.startService()
+    port = reactor.listenTCP(args.port, make_site(push, chat), interface=args.interface)
+    print(f"chat on http://{args.interface}:{port.getHost().port}/", flush=True)
+    reactor.addSystemEventTrigger("before", "shutdown", push.stopService)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main()
