@@ -113,7 +113,7 @@ class JsonApi(Resource):
 
     @staticmethod
     def _body(request: Any) -> dict[str, Any]:
-        kind = (request.getHeader(b"content-type") or "").split(";")[0].strip().lower()
+        kind = (request.getHeader(b"content-type") or b"").decode("latin-1").split(";")[0].strip().lower()
         if kind != "application/json":
             raise ApiError("send JSON (Content-Type: application/json)", 415)
         data = request.content.read(MAX_BODY + 1)

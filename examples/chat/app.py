@@ -30,6 +30,7 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 from twisted.web.static import File
 
 from pushpy import Config, PushServer
@@ -47,6 +48,7 @@ ROOM = re.compile(r"[a-z0-9][a-z0-9-]{0,31}\Z")
 MAX_TEXT = 2000
 MAX_NAME = 32
 HISTORY = 50
+log = Logger()
 #: Where pushpy announces users coming online and leaving (presence of its ``/online`` subject).
 ONLINE_EVENTS = "/presence/online"
 
@@ -269,18 +271,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--session-timeout", type=float, default=30.0,
                         help="seconds a user stays online after their last page lost its connection")
     args = parser.parse_args(argv)
-    from twisted.logger import globalLogBeginner, textFileLogObserver
-
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
+    if args.session_timeout <= 0:
+        parser.error("--session-timeout must be positive")
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
     config = Config(history_ttl_secs=24 * 3600, queue_read_timeout_millis=5000, session_check_millis=500,
                     native_session_timeout_secs=args.session_timeout)
     chat = Chat(None, secrets.token_urlsafe(32))  # type: ignore[arg-type]
-    push = PushServer(config, authorizer=chat.authorizer())
-    chat.push = push
+    push = chat.push = PushServer(config, authorizer=chat.authorizer())
     push.startService()
-    port = reactor.listenTCP(args.port, make_site(push, chat), interface=args.interface)
-    print(f"chat on http://{args.interface}:{port.getHost().port}/", flush=True)
     reactor.addSystemEventTrigger("before", "shutdown", push.stopService)
+    port = reactor.listenTCP(args.port, make_site(push, chat), interface=args.interface)
+    log.info("chat on http://{host}:{port}/", host=args.interface, port=port.getHost().port)
     reactor.run()
 
 
