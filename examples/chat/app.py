@@ -29,8 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import (
+    FilteringLogObserver,
+    Logger,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogBeginner,
+    textFileLogObserver,
+)
 from twisted.web.static import File
 
 from pushpy import Config, PushServer
@@ -168,21 +175,26 @@ class Chat:
     def groups_of(self, user: str) -> list[dict[str, Any]]:
         return [group.describe() for group in self.groups.values() if user in group.members]
 
-    def say(self, user: str, conversation: object, text: object) -> str | None:
-        """Publish ``text`` from ``user``; the event's id."""
+    def say(self, user: str, conversation: object, text: object) -> str | Deferred[None] | None:
+        """Publish ``text`` from ``user``; the event's id (private messages have none)."""
         if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT:
             raise ApiError(f"a message is 1 to {MAX_TEXT} characters")
         kind, _, name = str(conversation).partition(":")
         if kind == "user":
             if name not in self.users:
                 raise ApiError(f"unknown user: {name[:80]}", 404)
-            fields = {"from": user, "to": name, "text": text}
-            self.to_user(name, "/chat/private", fields)
-            if name != user:
-                self.to_user(user, "/chat/private", fields)
-            return None
+            return self.push.is_online(name).addCallback(self._private, user, name, text)
         event = self.push.publish(self.base(user, conversation) + "/msg", {"from": user, "text": text})
         return event.position
+
+    def _private(self, online: bool, user: str, name: str, text: str) -> None:
+        """Send a private message to every session of both users (their other tabs too)."""
+        if not online:
+            raise ApiError(f"{name} is not online", 409)
+        fields = {"from": user, "to": name, "text": text}
+        self.to_user(name, "/chat/private", fields)
+        if name != user:
+            self.to_user(user, "/chat/private", fields)
 
     def typing(self, user: str, conversation: object) -> None:
         kind, _, name = str(conversation).partition(":")
@@ -244,8 +256,9 @@ def api(chat: Chat) -> JsonApi:
             lambda messages: {"messages": messages})
 
     @routes.post("say")
-    def say(request: Any, body: dict[str, Any], user: str) -> dict[str, Any]:
-        return {"id": chat.say(user, body.get("conversation"), body.get("text"))}
+    def say(request: Any, body: dict[str, Any], user: str) -> Deferred[dict[str, Any]]:
+        return maybeDeferred(chat.say, user, body.get("conversation"), body.get("text")).addCallback(
+            lambda event_id: {"id": event_id})
 
     @routes.post("typing")
     def typing(request: Any, body: dict[str, Any], user: str) -> dict[str, Any]:
@@ -273,9 +286,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.session_timeout <= 0:
         parser.error("--session-timeout must be positive")
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
-    config = Config(history_ttl_secs=24 * 3600, queue_read_timeout_millis=5000, session_check_millis=500,
-                    native_session_timeout_secs=args.session_timeout)
+    info_and_up = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
+    globalLogBeginner.beginLoggingTo([FilteringLogObserver(textFileLogObserver(sys.stdout), [info_and_up])],
+                                     redirectStandardIO=False)
+    # Heartbeats renew a connected session's lease, so they come well within it.
+    heartbeat = int(min(5.0, args.session_timeout / 3) * 1000)
+    config = Config(history_ttl_secs=24 * 3600, queue_read_timeout_millis=max(heartbeat, 200),
+                    session_check_millis=500, native_session_timeout_secs=args.session_timeout)
     chat = Chat(None, secrets.token_urlsafe(32))  # type: ignore[arg-type]
     push = chat.push = PushServer(config, authorizer=chat.authorizer())
     push.startService()

@@ -31,7 +31,15 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
+from twisted.logger import (
+    FilteringLogObserver,
+    Logger,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogBeginner,
+    textFileLogObserver,
+)
+from twisted.web.resource import Resource
 from twisted.web.static import File
 
 from pushpy import Config, PushServer
@@ -316,7 +324,9 @@ def make_site(push: PushServer, service: Service) -> Any:
     site = build_site(push)
     static = HERE / "static"
     site.resource.putChild(b"", File(str(static / "index.html")))
-    site.resource.putChild(b"agent", File(str(static / "agent.html")))
+    desk = Resource()
+    desk.putChild(b"", File(str(static / "agent.html")))
+    site.resource.putChild(b"agent", desk)
     site.resource.putChild(b"static", File(str(static)))
     site.resource.putChild(b"api", api(service))
     return site
@@ -332,9 +342,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.capacity < 1 or args.session_timeout <= 0:
         parser.error("--capacity and --session-timeout must be positive")
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
-    config = Config(history_ttl_secs=24 * 3600, queue_read_timeout_millis=5000, session_check_millis=500,
-                    native_session_timeout_secs=args.session_timeout)
+    info_and_up = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
+    globalLogBeginner.beginLoggingTo([FilteringLogObserver(textFileLogObserver(sys.stdout), [info_and_up])],
+                                     redirectStandardIO=False)
+    # Heartbeats renew a connected session's lease, so they come well within it.
+    heartbeat = int(min(5.0, args.session_timeout / 3) * 1000)
+    config = Config(history_ttl_secs=24 * 3600, queue_read_timeout_millis=max(heartbeat, 200),
+                    session_check_millis=500, native_session_timeout_secs=args.session_timeout)
     service = Service(None, secrets.token_urlsafe(32), args.capacity)  # type: ignore[arg-type]
     push = service.push = PushServer(config, authorizer=service.authorizer())
     push.startService()

@@ -43,7 +43,7 @@
     list = cs.el('ol', 'messages');
     panel.appendChild(list);
     form = cs.el('form', 'answer');
-    input = cs.el('input', 'text');
+    input = cs.el('input', 'answer-text');
     input.maxLength = 2000;
     input.placeholder = 'Answer';
     button = cs.el('button', 'send', 'Send');
