@@ -29,7 +29,15 @@
         select.appendChild(option);
       }
     }
+    if (!select.firstChild) {
+      option = cs.el('option', null, 'no other agent available');
+      option.value = '';
+      select.appendChild(option);
+    }
     select.value = keep;
+    if (select.selectedIndex < 0) {
+      select.selectedIndex = 0;
+    }
   }
 
   function addPanel(info) {
