@@ -15,6 +15,7 @@ from zope.interface import implementer
 
 from pushpy.core.events import Event, Route
 from pushpy.core.history import History, Recovery
+from pushpy.core.presence import Presence
 from pushpy.interfaces import IBackplane
 
 Receiver = Callable[[Event], object]
@@ -34,6 +35,7 @@ class MemoryBackplane:
         self.history_log = History(epoch or secrets.token_hex(4), max_events=history_size,
                                    max_age=history_ttl, max_subjects=max_subjects)
         self._receivers: list[Receiver] = []
+        self.presence_store = Presence()
 
     @property
     def epoch(self) -> str:
@@ -62,6 +64,15 @@ class MemoryBackplane:
 
     def since(self, position: str | None, matches: Callable[[str], bool]) -> Recovery:
         return self.history_log.since(position, matches, self.now())
+
+    def presence_enter(self, subject: str, user: str, member: str) -> bool:
+        return self.presence_store.enter(subject, user, member)
+
+    def presence_leave(self, subject: str, user: str, member: str) -> bool:
+        return self.presence_store.leave(subject, user, member)
+
+    def presence(self, subject: str) -> dict[str, int]:
+        return self.presence_store.members(subject)
 
     def trim(self) -> None:
         """Drop expired history (called periodically by the server)."""

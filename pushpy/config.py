@@ -69,6 +69,8 @@ class Config:
     history_ttl_secs: float = 600.0
     #: Subjects with a history at most; the least recently used is forgotten.
     history_max_subjects: int = 100_000
+    #: Events a history query (HTTP ``history``, native ``history`` message) answers at most.
+    history_query_max: int = 100
     # -- pushpy's own transports (SSE, WebSocket, XHR streaming, iframe, long-poll, poll) --
     #: Events a native session may hold while its client is away or not reading.
     native_queue_size: int = 1_000

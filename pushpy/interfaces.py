@@ -49,6 +49,25 @@ class IBackplane(Interface):
         a Deferred.
         """
 
+    def presence_enter(subject, user, member):
+        """Mark ``member`` (a session id) of ``user`` present on ``subject``.
+
+        Returns (or a Deferred fires with) ``True`` when the user was absent
+        from ``subject`` before, cluster-wide: the caller then publishes the
+        user's ``join`` (see :mod:`pushpy.presence`).
+        """
+
+    def presence_leave(subject, user, member):
+        """Remove ``member`` of ``user`` from ``subject``.
+
+        ``True`` (or a Deferred of it) when the user is now absent from
+        ``subject`` cluster-wide (their last member left); the caller then
+        publishes the user's ``leave``.
+        """
+
+    def presence(subject):
+        """``{user: number of present members}`` on ``subject``, cluster-wide (or a Deferred)."""
+
 
 class IEventSource(Interface):
     """Produces events from outside the clients: a feed, a sensor, a timer.

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
@@ -24,11 +24,13 @@ from pushpy.backplane import MemoryBackplane
 from pushpy.config import Config
 from pushpy.core.dispatcher import Dispatcher
 from pushpy.core.events import Event, Route, data_event
+from pushpy.core.presence import ONLINE
 from pushpy.dashboard import StatsPublisher
 from pushpy.errors import UsageError
 from pushpy.interfaces import IAuthorizer, IBackplane, IEventSource, ISessionIdPolicy
 from pushpy.logs import watch_sessions
 from pushpy.metrics import Counters
+from pushpy.presence import PresenceTracker
 from pushpy.shutdown import drain, open_transports
 from pushpy.wire.escape import valid_name
 
@@ -83,6 +85,7 @@ class PushServer(Service):
         self.dispatcher.on_end.append(self.metrics.session_ended)
         watch_sessions(self)
         self.stats_publisher = StatsPublisher(self)
+        self.presence_tracker = PresenceTracker(self)
 
     # -- publishing ---------------------------------------------------------
 
@@ -105,6 +108,38 @@ class PushServer(Service):
         """Send a ``data`` event to one session, without a subject check."""
         return self.publish_event(data_event(subject, _merge(fields, more), self.clock.seconds(),
                                              route=Route.UNICAST, target=session_id))
+
+    def send_to_user(self, user: str, subject: str = "", fields: Mapping[str, object] | None = None,
+                     **more: object) -> Event:
+        """Send a ``data`` event to every session of ``user`` (tabs, devices), on every node.
+
+        No subject check: ``subject`` only labels the event for its receivers.
+        Nothing is kept in history; a user without sessions gets nothing
+        (ask :meth:`is_online` first when that matters).
+        """
+        if not isinstance(user, str) or not user:
+            raise UsageError("a user event needs a target user id")
+        return self.publish_event(data_event(subject, _merge(fields, more), self.clock.seconds(),
+                                             route=Route.USER, target=user))
+
+    # -- queries --------------------------------------------------------------
+
+    def presence(self, subject: str = ONLINE) -> Deferred[dict[str, int]]:
+        """The users present on ``subject`` (default: online anywhere), cluster-wide.
+
+        Fires with ``{user: number of their sessions there}``.
+        """
+        return maybeDeferred(self.backplane.presence, subject).addCallback(dict)
+
+    def is_online(self, user: str) -> Deferred[bool]:
+        """Whether ``user`` has a session on some node."""
+        return self.presence(ONLINE).addCallback(lambda users: user in users)
+
+    def history(self, subject: str, count: int) -> Deferred[list[Event]]:
+        """The newest ``count`` events of exactly ``subject``, oldest first."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise UsageError(f"count must be an int >= 0, not {count!r}")
+        return maybeDeferred(self.backplane.history, subject, count).addCallback(list)
 
     def publish_event(self, event: Event) -> Event:
         """Hand ``event`` to the backplane; return the stored event."""
@@ -138,7 +173,8 @@ class PushServer(Service):
         """Every endpoint by the name to mount it under (beside the web root).
 
         ``pushlet.srv`` is the Pushlet protocol; the others are pushpy's own
-        transports (see ``docs/protocol.md``) and ``api`` holds the back-end
+        transports (see ``docs/protocol.md``), ``history`` and ``presence`` the
+        queries of :mod:`pushpy.web.queries`, and ``api`` holds the back-end
         publish API (``api/publish``).  Every HTTP endpoint applies the origin
         policy (``origins.allowed``); the WebSocket checks it in its handshake.
         """
@@ -147,6 +183,7 @@ class PushServer(Service):
         from pushpy.web.api import PublishAPI
         from pushpy.web.longpoll import LongPollResource, SendResource
         from pushpy.web.origins import OriginGuard, OriginPolicy
+        from pushpy.web.queries import QueryResource
         from pushpy.web.stats import stats_resources
         from pushpy.web.streams import iframe_resource, sse_resource, xhr_resource
         from pushpy.web.websocket import websocket_resource
@@ -162,6 +199,8 @@ class PushServer(Service):
             b"longpoll": LongPollResource(self, wait=True),
             b"poll": LongPollResource(self, wait=False),
             b"send": SendResource(self),
+            b"history": QueryResource(self, "history"),
+            b"presence": QueryResource(self, "presence"),
             **stats_resources(self),
         }
         return {**{name: OriginGuard(resource, policy) for name, resource in guarded.items()},

@@ -32,7 +32,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 
-from pushpy.client.transports import CONNECTIONS, TRANSPORTS, Connection, Message
+from pushpy.client.transports import CONNECTIONS, TRANSPORTS, Connection, Message, query
 from pushpy.core.subjects import split_subjects
 
 DEFAULT_URL = "http://127.0.0.1:8080/pushlet/"
@@ -135,6 +135,8 @@ class Client:
         self.request_timeout = request_timeout
         #: The server's session id (``None`` before the first open and after ``close``).
         self.session: str | None = None
+        #: The session's secret key: continuing the session needs it (``docs/security.md``).
+        self.session_key: str | None = None
         #: Where to resume from: the id of the last event received, or the open position.
         self.last_event_id = last_event_id
         #: ``idle``, ``connecting``, ``open`` or ``closed``.
@@ -207,18 +209,34 @@ class Client:
             self._waiting.pop(str(subject), None)
             self._sync(None)
 
-    def publish(self, subject: str, fields: Mapping[str, object] | None = None, *,
-                to: str | None = None) -> Deferred[str | None]:
-        """Publish ``fields`` on ``subject`` (to one session with ``to``).
+    def publish(self, subject: str | None, fields: Mapping[str, object] | None = None, *,
+                to: str | None = None, user: str | None = None) -> Deferred[str | None]:
+        """Publish ``fields`` on ``subject`` (to one session: ``to``; every session of a user: ``user``).
 
-        Fires with the event's id (``None`` for a unicast), or fails with
-        :class:`Refused`.  A publish made while not connected waits for the
-        next connection.
+        Fires with the event's id (``None`` for a unicast or user event), or
+        fails with :class:`Refused`.  A publish made while not connected
+        waits for the next connection.
         """
-        message: Message = {"type": "publish", "subject": subject, "fields": dict(fields or {})}
+        message: Message = {"type": "publish", "fields": dict(fields or {})}
+        if subject is not None:
+            message["subject"] = subject
         if to:
             message["to"] = to
+        if user:
+            message["user"] = user
         return self.send(message).addCallback(lambda reply: reply.get("id"))
+
+    def history(self, subject: str, count: int | None = None) -> Deferred[list[Message]]:
+        """The newest ``count`` events of exactly ``subject``, oldest first (``event`` messages)."""
+        message: Message = {"type": "history", "subject": subject}
+        if count is not None:
+            message["count"] = count
+        return self.send(message).addCallback(lambda reply: list(reply.get("events") or []))
+
+    def presence(self, subject: str = "/online") -> Deferred[dict[str, int]]:
+        """Who is on ``subject`` (default: who has a session): ``{user: sessions}``."""
+        return self.send({"type": "presence", "subject": subject}).addCallback(
+            lambda reply: dict(reply.get("users") or {}))
 
     def send(self, message: Message) -> Deferred[Message]:
         """Send one protocol message; fires with the ``ack`` (a ``nack`` fails with :class:`Refused`)."""
@@ -334,7 +352,7 @@ class Client:
         self._timer = None
 
     def _on_open(self, conn: Connection, session: str | None, position: str | None,
-                 heartbeat: float) -> None:
+                 heartbeat: float, key: str | None = None) -> None:
         for timer in conn.timers:
             if timer.active():
                 timer.cancel()
@@ -343,7 +361,7 @@ class Client:
         conn.heartbeat = heartbeat or 0.0
         self._failures = 0
         self.state = "open"
-        self._new_session(conn, session)
+        self._new_session(conn, session, key)
         if position:
             self.last_event_id = position
         self._watch(conn)
@@ -357,10 +375,11 @@ class Client:
         for d in opened:
             d.callback(self)
 
-    def _new_session(self, conn: Connection, session: str | None) -> bool:
-        """The server named ``conn``'s session: a new one starts with the connect URL's subjects."""
+    def _new_session(self, conn: Connection, session: str | None, key: str | None = None) -> bool:
+        """The server named ``conn``'s session (and its key, when new): it starts with the URL's subjects."""
         if session and session != self.session:
             self.session = session
+            self.session_key = key if isinstance(key, str) else None
             self._server_subs = [conn.subjects] if conn.subjects else []
             return True
         return False
@@ -403,9 +422,9 @@ class Client:
             return
         renewed = False
         if not conn.opened:
-            self._on_open(conn, answer.get("session"), None, 0.0)
+            self._on_open(conn, answer.get("session"), None, 0.0, answer.get("session_key"))
         else:
-            renewed = self._new_session(conn, answer.get("session"))
+            renewed = self._new_session(conn, answer.get("session"), answer.get("session_key"))
         messages = answer.get("messages")
         self._receive(conn, messages if isinstance(messages, list) else [])
         if conn is self._conn and not conn.ended:
@@ -418,7 +437,7 @@ class Client:
         kind = message.get("type")
         if kind == "open":
             self._on_open(conn, message.get("session"), message.get("position"),
-                          float(message.get("heartbeat") or 0))
+                          float(message.get("heartbeat") or 0), message.get("session_key"))
         elif kind == "event":
             self._event(message)
         elif kind == "recovery":
@@ -433,7 +452,7 @@ class Client:
         elif kind == "reconnect":
             self._lost(conn, "reconnect", now=True)
         elif kind == "close":
-            self.session = None  # the server ended the session: resume in a new one
+            self.session = self.session_key = None  # the server ended the session: resume in a new one
             self._lost(conn, f"closed by server: {message.get('reason', '')}")
 
     def _event(self, message: Message) -> None:
@@ -587,7 +606,8 @@ class Client:
             return
         batch, self._posts = self._posts[:64], self._posts[64:]  # server: limit.params per request
         self._posting = True
-        d = self.http.post(self.url + "send?session=" + session,
+        d = self.http.post(self.url + "send?" + query({"session": session,
+                                                       "session_key": self.session_key}),
                            data=json.dumps(batch).encode("utf-8"),
                            headers={"Content-Type": ["application/json"]}, timeout=30)
 
@@ -597,7 +617,7 @@ class Client:
             response.deliverBody(Protocol())
             if response.code == 404 and session == self.session:
                 # The session is gone: nothing was done; publishes wait for the next one.
-                self.session = None
+                self.session = self.session_key = None
                 self._requeue(batch)
                 if self._conn is not None and not self._conn.ended:
                     self._lost(self._conn, "session expired")

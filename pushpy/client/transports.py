@@ -78,6 +78,7 @@ class Connection:
         self.subjects = ",".join(client.subjects)
         self.resume_from = client.last_event_id
         return {"subject": self.subjects, "session": client.session,
+                "session_key": client.session_key if client.session else None,
                 "last_event_id": client.last_event_id}
 
     def start(self) -> None:
@@ -340,7 +341,8 @@ class LongPollConnection(_HTTPConnection):
             return
         client = self.client
         params = self.connect_params() if first else {
-            "subject": self.subjects, "session": client.session, "last_event_id": client.last_event_id}
+            "subject": self.subjects, "session": client.session, "session_key": client.session_key,
+            "last_event_id": client.last_event_id}
         url = client.url + ("poll" if first else "longpoll") + "?" + query(params)
         d = self._get(url, timeout=client.request_timeout)
         d.addCallback(self._response)

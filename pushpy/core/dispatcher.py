@@ -58,19 +58,26 @@ class Dispatcher:
         self.stats = Stats()
         self._leases = Deadlines()
         self._by_address: dict[str, int] = {}
+        #: The live sessions of each user (sessions with a user only), in join order.
+        self.users: dict[str, dict[Session, None]] = {}
         #: Called with ``(session, reason)`` after a session ends.
         self.on_end: list[Callable[[Session, EndReason], None]] = []
         #: Called with the new session after a join.
         self.on_join: list[Callable[[Session], None]] = []
+        #: Called with a live session after its subscriptions changed (subscribe, unsubscribe).
+        self.on_subscriptions: list[Callable[[Session], None]] = []
 
     # -- sessions ---------------------------------------------------------
 
     def join(self, now: float, *, format: str = P.FORMAT_JS, user_agent: str = "unknown",
-             address: str = "", params: Mapping[str, str] | None = None) -> Session:
+             address: str = "", params: Mapping[str, str] | None = None,
+             user: str | None = None) -> Session:
         """Create and register a session (spec 2.3 step 2).
 
         Sessions of pushpy's own transports (``format="json"``) get the
-        ``native.*`` lease and queue size instead of Pushlet's.
+        ``native.*`` lease and queue size instead of Pushlet's.  ``user`` is
+        the session's user id (``None``: anonymous), set before the
+        ``on_join`` callbacks run; user events reach every session of a user.
         """
         config = self.config
         if len(self.sessions) >= config.sessionmanager_maxsessions:
@@ -90,13 +97,20 @@ class Dispatcher:
             timeout=config.native_session_timeout_secs if native else config.session_timeout,
             queue_size=config.native_queue_size + 1 if native else config.queue_size,
             queue_bytes=config.limit_queue_bytes)
+        session.user = user
         self.sessions[session_id] = session
+        if user is not None:
+            self.users.setdefault(user, {})[session] = None
         self._by_address[address] = self._by_address.get(address, 0) + 1
         self._leases.set(session, session.expires_at)
         self.stats.joined += 1
         for callback in self.on_join:
             callback(session)
         return session
+
+    def sessions_of(self, user: str) -> list[Session]:
+        """The live local sessions of ``user``, oldest first."""
+        return list(self.users.get(user, ()))
 
     def find(self, session_id: str | None) -> Session | None:
         """The live session with this id, or ``None``."""
@@ -133,6 +147,13 @@ class Dispatcher:
             self._by_address[session.address] = count
         else:
             self._by_address.pop(session.address, None)
+        user = session.user
+        if user is not None:
+            mine = self.users.get(user)
+            if mine is not None:
+                mine.pop(session, None)
+                if not mine:
+                    del self.users[user]
         for subscription in session.subscriptions.values():
             self.index.remove(subscription)
         self._leases.set(session, None)
@@ -188,6 +209,8 @@ class Dispatcher:
         subscription = Subscription(sid, subject, label)
         session.subscriptions[sid] = subscription
         self.index.add(session, subscription)
+        for callback in self.on_subscriptions:
+            callback(session)
         return subscription
 
     def unsubscribe(self, session: Session, sid: str | None = None) -> list[Subscription]:
@@ -202,6 +225,9 @@ class Dispatcher:
             session.subscriptions.clear()
         for subscription in removed:
             self.index.remove(subscription)
+        if removed:
+            for callback in self.on_subscriptions:
+                callback(session)
         return removed
 
     # -- delivery ---------------------------------------------------------
@@ -214,6 +240,8 @@ class Dispatcher:
             targets = self.index.match(event.subject).items()
         elif route is Route.BROADCAST:
             targets = [(session, None) for session in self.sessions.values()]
+        elif route is Route.USER:
+            targets = [(session, None) for session in self.users.get(event.target or "", ())]
         else:
             session = self.sessions.get(event.target or "")
             targets = [(session, None)] if session is not None else []

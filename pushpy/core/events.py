@@ -25,6 +25,8 @@ class Route(enum.Enum):
     BROADCAST = "broadcast"
     #: One session named by ``Event.target``, without a subject check.
     UNICAST = "unicast"
+    #: Every session of the user named by ``Event.target`` (tabs, devices), without a subject check.
+    USER = "user"
 
 
 class Event:
@@ -32,7 +34,7 @@ class Event:
 
     :param fields: the event's fields, ``p_event`` included; copied.
     :param route: how it is routed.
-    :param target: the session id of a unicast.
+    :param target: the session id of a unicast, the user id of a user event.
     :param offset: position in the history of its subject, set by the
         backplane when the event is stored; ``None`` for events not kept in
         history (unicast, broadcast, control events).
@@ -114,4 +116,6 @@ def data_event(
         raise UsageError("a multicast event needs a subject")
     if route is Route.UNICAST and not target:
         raise UsageError("a unicast event needs a target session id")
+    if route is Route.USER and not target:
+        raise UsageError("a user event needs a target user id")
     return Event(out, route=route, target=target)

@@ -2,10 +2,11 @@
 
 The body is one event, an array of events or ``{"events": [...]}``; an event
 is ``{"subject": "/a", "fields": {...}}`` plus at most one target:
-``"session": "<id>"`` (unicast), ``"user": "<id>"`` (every session of a user,
-when the server routes by user) or ``"broadcast": true``.  The batch is
-checked whole before anything is published: one bad event refuses it (400,
-naming the event's index).  The answer is ``{"published": n, "ids": [...]}``
+``"session": "<id>"`` (unicast), ``"user": "<id>"`` (every session of a user
+on every node) or ``"broadcast": true``.  The batch is checked whole before
+anything is published: one bad event refuses it (400, naming the event's
+index), and so does a user without any session (404, asked of the
+backplane's presence, so it holds in a cluster).  The answer is ``{"published": n, "ids": [...]}``
 (``id`` ``null`` for events not kept in history); a refusal is
 ``{"error": "<reason>"}`` with its HTTP status.
 
@@ -29,10 +30,10 @@ from twisted.web.server import Request
 
 from pushpy import protocol as P
 from pushpy.config import comma_list
-from pushpy.core import events as core_events
 from pushpy.core.events import Event, Route
 from pushpy.core.limits import check_event
 from pushpy.errors import ClientError
+from pushpy.web.authz import respond
 from pushpy.web.http import no_cache
 from pushpy.wire.escape import valid_name
 from pushpy.wire.native import dumps, string_fields
@@ -73,17 +74,32 @@ class PublishAPI(Resource):
         self.push = server
         self.keys = tuple(key.encode("utf-8") for key in comma_list(server.config.api_key))
 
-    def render_POST(self, request: Request) -> bytes:
-        try:
-            self._authenticate(request)
-            events = [self._event(item, i) for i, item in enumerate(self._body(request))]
-        except ClientError as e:
+    def render_POST(self, request: Request) -> bytes | int:
+        def refuse(error: BaseException) -> bytes:
+            e = error if isinstance(error, ClientError) else ClientError("internal error", 500)
             request.setResponseCode(e.status or 400)
             if e.status == 401:
                 request.responseHeaders.setRawHeaders(b"WWW-Authenticate", [b'Bearer realm="pushpy"'])
             return _json(request, {"error": e.reason})
-        ids = [self.push.publish_event(event).position for event in events]
-        return _json(request, {"published": len(ids), "ids": ids})
+
+        try:
+            self._authenticate(request)
+            events = [self._event(item, i) for i, item in enumerate(self._body(request))]
+        except ClientError as e:
+            return refuse(e)
+        users = {event.target: i for i, event in reversed(list(enumerate(events)))
+                 if event.route is Route.USER}
+
+        def publish(online: object) -> bytes:
+            for user, index in users.items():
+                if user not in online:  # type: ignore[operator]
+                    raise ClientError(f"event {index}: user has no session: {str(user)[:64]}", 404)
+            ids = [self.push.publish_event(event).position for event in events]
+            return _json(request, {"published": len(ids), "ids": ids})
+
+        if not users:
+            return publish({})
+        return respond(request, self.push.presence().addCallback(publish), refuse)
 
     def render_HEAD(self, request: Request) -> bytes:
         raise UnsupportedMethod(self.allowedMethods)
@@ -168,7 +184,4 @@ class PublishAPI(Resource):
             raise ClientError(f"'{target}' must be a non-empty string")
         if target == "session":
             return Event(out, route=Route.UNICAST, target=value)
-        user_route = getattr(core_events.Route, "USER", None)
-        if user_route is None:
-            raise ClientError("publishing to a user is not supported by this server yet")
-        return Event(out, route=user_route, target=value)
+        return Event(out, route=Route.USER, target=value)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,8 @@ log = Logger()
 
 #: Key of a bound session's credential fingerprint in ``Session.data``.
 BINDING = "pushpy.binding"
+#: Key of a native session's secret key in ``Session.data``.
+SESSION_KEY = "pushpy.session_key"
 
 
 # -- waiting on answers that may be Deferreds ------------------------------------
@@ -175,8 +178,9 @@ def _fingerprint(value: str) -> bytes:
 
 
 def adopt(server: PushServer, session: Session, identity: Identity, credentials: Credentials) -> None:
-    """Give a new session its user and claims, and bind it when it has a user."""
-    session.user = identity.user
+    """Give a new session (joined with ``user=identity.user``) its claims; bind it when it has a user."""
+    if session.user != identity.user:
+        raise ClientError("session joined with another user", 500)
     if identity.user is None and not identity.claims:
         return
     session.data[IDENTITY] = identity
@@ -205,3 +209,28 @@ def check_binding(server: PushServer, session: Session,
 def is_bound(session: Session) -> bool:
     """Whether ``session`` is bound to its client's credentials."""
     return BINDING in session.data
+
+
+# -- the session key of native sessions ---------------------------------------------
+
+def issue_session_key(session: Session) -> str:
+    """Give a new native session its secret key (128 random bits), told only to its creator."""
+    key = secrets.token_urlsafe(16)
+    session.data[SESSION_KEY] = key
+    return key
+
+
+def check_session_key(session: Session, given: object) -> None:
+    """Refuse (403) a request of a keyed session that does not present its key.
+
+    Session ids leak (a native client's id is its unicast address, Pushlet
+    events carry ``p_from``); the key never leaves the connection that
+    created the session, so knowing the id is not enough to continue it.
+    """
+    expected = session.data.get(SESSION_KEY)
+    if expected is None:
+        return
+    if not isinstance(given, str) or not given:
+        raise ClientError("session_key required to continue this session", 403)
+    if not hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode()):  # type: ignore[union-attr]
+        raise ClientError("wrong session_key for this session", 403)

@@ -21,9 +21,17 @@ from twisted.web.server import NOT_DONE_YET, Request
 from pushpy import protocol as P
 from pushpy.core.sessions import Delivery, EndReason, Session
 from pushpy.errors import ClientError
-from pushpy.web.authz import check_binding, is_bound, refusal, request_credentials, respond, then
+from pushpy.web.authz import (
+    check_binding,
+    check_session_key,
+    is_bound,
+    refusal,
+    request_credentials,
+    respond,
+    then,
+)
 from pushpy.web.http import client_address, error_page, no_cache, request_params
-from pushpy.web.native import NativeProtocol
+from pushpy.web.native import NativeProtocol, announce
 from pushpy.web.pushlet_channels import _Channel
 from pushpy.wire.native import dumps, event_json
 from pushpy.wire.params import parse_query
@@ -79,7 +87,8 @@ class LongPollChannel(_Channel):
 
     def _body(self, items: list[Delivery], extra: list[str]) -> bytes:
         messages = [event_json(event) for event, _ in items] + extra
-        head = dumps({"session": self.session.id, "position": self.position})
+        head = dumps({"session": self.session.id, "position": self.position,
+                      **announce(self.session)})
         return (head[:-1] + ',"messages":[' + ",".join(messages) + "]}").encode()
 
     def _write(self, body: bytes) -> None:
@@ -162,6 +171,7 @@ class SendResource(Resource):
                 raise ClientError(f"Invalid or expired session: {params.get('session', '')[:64]}", 404)
             if is_bound(session):
                 check_binding(server, session, lambda: request_credentials(request, params, "send"))
+            check_session_key(session, params.get("session_key"))
             request.content.seek(0, 2)
             if request.content.tell() > config.limit_request_bytes:
                 raise ClientError("Request too large", 413)

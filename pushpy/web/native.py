@@ -29,10 +29,13 @@ from pushpy.web.authz import (
     ask,
     authorize_join,
     check_binding,
+    check_session_key,
     is_bound,
+    issue_session_key,
     refusal,
     then,
 )
+from pushpy.web.queries import Queries
 from pushpy.wire.escape import valid_name
 from pushpy.wire.native import string_fields
 
@@ -40,11 +43,24 @@ if TYPE_CHECKING:
     from pushpy.server import PushServer
 
 
+#: What a publish to a user is authorized as: ``IAuthorizer.publish(session, "user:<id>")``.
+USER_PREFIX = "user:"
+#: Key in ``Session.data`` of the session key not yet told to the session's creator.
+ANNOUNCE = "pushpy.announce_key"
+
+
+def announce(session: Session) -> dict[str, str]:
+    """``{"session_key": key}`` for the first answer to a session's creator, then ``{}``."""
+    key = session.data.pop(ANNOUNCE, None)
+    return {"session_key": key} if isinstance(key, str) else {}
+
+
 class NativeProtocol:
     """Sessions and messages of pushpy's own transports."""
 
     def __init__(self, server: PushServer) -> None:
         self.server = server
+        self.queries = Queries(server)
 
     def connect(self, params: Mapping[str, str], *, last_event_id: str | None, address: str,
                 user_agent: str, now: float,
@@ -56,7 +72,9 @@ class NativeProtocol:
         Missed events and a ``recovery`` notice are queued on the session.
         A new session is authorized first (a refusal is a 403); the answer is
         a Deferred when the authorizer makes it wait.  A session bound to
-        other credentials is not continued: a new one is made.
+        other credentials is not continued: a new one is made.  Continuing a
+        session needs its ``session_key`` (told in the answer that created
+        it, :func:`announce`), else the answer is a 403.
         """
         server = self.server
         credentials = credentials or Credentials(params=dict(params), address=address)
@@ -68,6 +86,8 @@ class NativeProtocol:
                 check_binding(server, session, lambda: credentials)
             except ClientError:
                 session = None  # someone else's: knowing the id is not enough
+        if session is not None:
+            check_session_key(session, params.get("session_key"))
         token = params.get("last_event_id") or last_event_id
         if session is None:
             return then(authorize_join(server, credentials), lambda identity: self._start(
@@ -81,7 +101,8 @@ class NativeProtocol:
         dispatcher = server.dispatcher
         now = server.clock.seconds()
         session = dispatcher.join(now, format=P.FORMAT_JSON, user_agent=user_agent,
-                                  address=address, params=params)
+                                  address=address, params=params, user=identity.user)
+        session.data[ANNOUNCE] = issue_session_key(session)
         subject = params.get("subject")
 
         def subscribe(_: object) -> tuple[Session, str]:
@@ -161,7 +182,8 @@ class NativeProtocol:
 
     def handle(self, session: Session, message: Mapping[str, Any],
                now: float) -> dict[str, Any] | Deferred:
-        """Answer one client message (``subscribe``, ``unsubscribe``, ``publish``, ``hb``).
+        """Answer one client message (``subscribe``, ``unsubscribe``, ``publish``, ``history``,
+        ``presence``, ``leave``, ``hb``).
 
         The reply is a Deferred when the authorizer makes a subscribe or a
         publish wait; a refusal is a ``nack`` with the reason.
@@ -187,6 +209,11 @@ class NativeProtocol:
                 answer = self._unsubscribe(session, message)
             elif kind == "publish":
                 answer = self._publish(session, message)
+            elif kind == "leave":
+                self.server.dispatcher.end(session, EndReason.LEAVE)
+                answer = {"op": "leave"}
+            elif kind == "history" or kind == "presence":
+                answer = self.queries.answer(session, message)
             elif kind == "hb":
                 answer = {"op": "hb"}
             else:
@@ -228,19 +255,34 @@ class NativeProtocol:
         return {"op": "unsubscribe", "subject": subject}
 
     def _publish(self, session: Session, message: Mapping[str, Any]) -> Any:
+        """Publish on a subject, to one session (``to``) or to every session of a user (``user``).
+
+        A publish to a user is authorized as a publish to the subject-like
+        name ``user:<id>`` (its ``subject``, optional, only labels it), and is
+        refused when the user has no session anywhere.
+        """
         server = self.server
         subject = message.get("subject")
         target = message.get("to")
+        user = message.get("user")
         now = server.clock.seconds()
         check_publish_rate(session.data, server.config, now)
-        if not isinstance(subject, str) or not subject:
+        if user is not None:
+            if not isinstance(user, str) or not user or len(user) > server.config.limit_subject_length:
+                raise ClientError("'user' must be a non-empty string")
+            if target is not None:
+                raise ClientError("give at most one of 'to' and 'user'")
+            if subject is not None and not isinstance(subject, str):
+                raise ClientError("'subject' must be a string")
+        elif not isinstance(subject, str) or not subject:
             raise ClientError(P.NO_SUBJECT)
         fields = string_fields(message.get("fields"))
         bad = [name for name in fields if not valid_name(name)]
         if bad:
             raise ClientError(f"invalid field name: {bad[0][:64]}")
-        out = {P.P_EVENT: P.DATA, P.P_TIME: str(int(now)), **fields,
-               P.P_SUBJECT: subject, P.P_FROM: session.id}
+        out = {P.P_EVENT: P.DATA, P.P_TIME: str(int(now)), **fields, P.P_FROM: session.id}
+        if subject:
+            out[P.P_SUBJECT] = subject
         out[P.P_EVENT] = P.DATA
         check_event(out, server.config)
 
@@ -254,7 +296,19 @@ class NativeProtocol:
             stored = server.publish_event(event)
             return {"op": "publish", "id": getattr(stored, "position", None)}
 
-        return then(ask(server.authorizer.publish, session, subject), publish)
+        if user is None:
+            return then(ask(server.authorizer.publish, session, subject), publish)
+
+        def to_user(online: bool) -> dict[str, Any]:
+            if not online:
+                raise ClientError(f"user has no session: {user[:64]}")
+            if session.state is SessionState.ENDED:
+                raise ClientError("session ended")
+            server.publish_event(Event(out, route=Route.USER, target=user))
+            return {"op": "publish", "id": None, "user": user}
+
+        return then(ask(server.authorizer.publish, session, USER_PREFIX + user),
+                    lambda _: server.is_online(user).addCallback(to_user))
 
 
 def _by_offset(recovered: list[Delivery], kept: list[Delivery]) -> list[Delivery]:

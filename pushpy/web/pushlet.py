@@ -128,7 +128,7 @@ class PushletResource(Resource):
                 credentials: Credentials) -> bytes | int | Deferred:
         server = self.push
         now = server.clock.seconds()
-        session = self._new_session(request, params, now)
+        session = self._new_session(request, params, now, identity.user)
         try:
             adopt(server, session, identity, credentials)
             subject = params.get(P.P_SUBJECT)
@@ -179,12 +179,13 @@ class PushletResource(Resource):
 
     # -- helpers ----------------------------------------------------------
 
-    def _new_session(self, request: Request, params: Params, now: float) -> Session:
+    def _new_session(self, request: Request, params: Params, now: float,
+                     user: str | None) -> Session:
         fmt = params.get(P.P_FORMAT) or P.FORMAT_JS
         agent = request.getHeader(b"user-agent")
         return self.push.dispatcher.join(
             now, format=fmt, user_agent=agent.decode("latin-1").lower() if agent else "unknown",
-            address=client_address(request), params=params)
+            address=client_address(request), params=params, user=user)
 
     def _headers(self, request: Request, session: Session) -> PushletCodec:
         codec = CODECS[session.format]

@@ -20,7 +20,7 @@ from pushpy.core.sessions import EndReason, Session
 from pushpy.errors import ClientError
 from pushpy.web.authz import refusal, request_credentials, respond, then
 from pushpy.web.http import client_address, error_page, no_cache, request_params, streaming, write_now
-from pushpy.web.native import NativeProtocol
+from pushpy.web.native import NativeProtocol, announce
 from pushpy.web.pushlet_channels import StreamChannel
 from pushpy.wire.native import Framing, LineFraming, ScriptFraming, SSEFraming, script_callback
 
@@ -44,7 +44,8 @@ class NativeStreamChannel(StreamChannel):
         framing = self.framing
         heartbeat = self.server.config.queue_read_timeout_millis / 1000.0
         hello = framing.message({"type": "open", "session": self.session.id,
-                                 "position": position, "heartbeat": heartbeat}, position)
+                                 "position": position, "heartbeat": heartbeat,
+                                 **announce(self.session)}, position)
         self.request.write(framing.preamble + hello)
         self._rearm(now)
         self.request.registerProducer(self, True)

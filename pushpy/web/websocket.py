@@ -23,7 +23,7 @@ from pushpy.auth import Credentials
 from pushpy.core.sessions import EndReason, Session, SessionState
 from pushpy.errors import ClientError
 from pushpy.web.authz import refusal, settle
-from pushpy.web.native import NativeProtocol
+from pushpy.web.native import NativeProtocol, announce
 from pushpy.web.origins import OriginPolicy
 from pushpy.web.pushlet_channels import ProducingChannel
 from pushpy.wire.native import dumps, event_json, parse_message
@@ -51,7 +51,8 @@ class WebSocketChannel(ProducingChannel):
     def start(self, position: str, now: float) -> None:
         self.connection.send_text(dumps({
             "type": "open", "session": self.session.id, "position": position,
-            "heartbeat": self.server.config.queue_read_timeout_millis / 1000.0}))
+            "heartbeat": self.server.config.queue_read_timeout_millis / 1000.0,
+            **announce(self.session)}))
         self._rearm(now)
         self.session.attach(self)
 

@@ -54,7 +54,8 @@ def test_reconnect_takes_the_session_over_from_a_connection_still_open(server, s
     assert first.next()["id"] == e1
     (e2,) = server.publish(topic, {"n": "2"})  # written to the old connection: the client never saw it
     assert first.next()["id"] == e2
-    second = RawStream(server.origin, subject=topic, session=opening["session"], last_event_id=e1)
+    second = RawStream(server.origin, subject=topic, session=opening["session"],
+                       session_key=opening["session_key"], last_event_id=e1)
     streams.append(second)
     (e3,) = server.publish(topic, {"n": "3"})
     received = [second.next() for _ in range(4)]

@@ -375,6 +375,8 @@ class NativeHarness:
         self.host_port = self.port.getHost().port
         self.origin = f"http://127.0.0.1:{self.host_port}"
         self._clients: list[Any] = []
+        #: Session keys told in long-poll answers (streams' ``open`` messages are read by :meth:`key_of`).
+        self._keys: dict[str, str] = {}
 
     @property
     def sessions(self) -> dict[str, Any]:
@@ -384,8 +386,24 @@ class NativeHarness:
     def epoch(self) -> str:
         return self.push.backplane.epoch
 
+    def key_of(self, session: str) -> str | None:
+        """The ``session_key`` the server told this harness's clients for ``session`` (its creator)."""
+        if session in self._keys:
+            return self._keys[session]
+        for client in self._clients:
+            for message in getattr(client, "messages", ()):
+                if message.get("type") == "open" and message.get("session") == session \
+                        and message.get("session_key"):
+                    self._keys[session] = message["session_key"]
+                    return message["session_key"]
+        return None
+
     def url(self, path: str, params: dict[str, str] | None = None) -> str:
-        query = urlencode({k: v for k, v in (params or {}).items() if v is not None})
+        """The URL of ``path``; a ``session`` goes with its key unless ``session_key`` is given (even None)."""
+        params = dict(params or {})
+        if params.get("session") and "session_key" not in params:
+            params["session_key"] = self.key_of(params["session"])
+        query = urlencode({k: v for k, v in params.items() if v is not None})
         return f"{self.origin}/pushlet/{path}" + (f"?{query}" if query else "")
 
     def publish(self, subject: str, text: str, **fields: str) -> str:
@@ -426,9 +444,12 @@ class NativeHarness:
         response = await self.client.get(self.url(path, params), timeout=timeout)
         body = await treq.content(response)
         try:
-            return response.code, json.loads(body)
+            answer = json.loads(body)
         except ValueError:
             return response.code, body.decode("utf-8", "replace")
+        if isinstance(answer, dict) and answer.get("session_key") and answer.get("session"):
+            self._keys[answer["session"]] = answer["session_key"]
+        return response.code, answer
 
     async def send(self, session: str | None, body: Any, *, raw: bool = False,
                    **params: str) -> tuple[int, Any]:

@@ -23,7 +23,8 @@ async def test_longpoll_heartbeat_timeout_answers_with_empty_messages(native_ser
     code, body = await server.get_json("longpoll", subject="/lp")
     elapsed = time.monotonic() - started
     assert code == 200 and 0.25 <= elapsed < 2.0
-    assert body == {"session": body["session"], "position": f"{server.epoch}:1", "messages": []}
+    assert body == {"session": body["session"], "position": f"{server.epoch}:1", "messages": [],
+                    "session_key": body["session_key"]}
     assert body["session"] in server.sessions
 
 

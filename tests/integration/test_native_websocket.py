@@ -12,14 +12,15 @@ pytest_plugins = ("native_fixtures",)
 
 @pytest_twisted.ensureDeferred
 async def test_ws_open_message(native_server):
-    """A WebSocket connection first receives an open message with its session, the newest position and the
-    heartbeat interval."""
+    """A WebSocket connection first receives an open message with its session, its secret key, the newest
+    position and the heartbeat interval."""
     server = native_server()
     server.publish("/a", "x")
     ws = await server.ws()
     hello = ws.messages[0]
     assert hello == {"type": "open", "session": hello["session"], "position": f"{server.epoch}:1",
-                     "heartbeat": 0.3}
+                     "heartbeat": 0.3, "session_key": hello["session_key"]}
+    assert len(hello["session_key"]) >= 22 and hello["session_key"] != hello["session"]
     assert server.sessions[hello["session"]].format == "json"
 
 

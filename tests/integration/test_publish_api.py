@@ -9,8 +9,6 @@ import pytest_twisted
 import treq
 from native_client import events, sleep
 
-from pushpy.core.events import Route
-
 pytest_plugins = ("native_fixtures",)
 
 KEY = "api-key-for-tests-0123456789"
@@ -96,14 +94,15 @@ async def test_api_session_target_and_broadcast(native_server):
 
 
 @pytest_twisted.ensureDeferred
-async def test_api_user_target_needs_user_routing(native_server):
-    """A ``user`` target is published by user when the server routes by user, else refused clearly."""
+async def test_api_user_target_without_sessions_is_404(native_server):
+    """A ``user`` with no session anywhere refuses the batch whole: 404 naming the event and user."""
     server = native_server(api_key=KEY)
-    code, answer, _ = await post(server, {"user": "alice", "subject": "/u", "fields": {"a": "1"}})
-    if getattr(Route, "USER", None) is None:
-        assert code == 400 and "publishing to a user is not supported" in answer["error"]
-    else:
-        assert code == 200 and answer["published"] == 1
+    feed = await server.opened("sse", subject="/")
+    code, answer, _ = await post(server, [{"subject": "/ok", "fields": {"a": "1"}},
+                                          {"user": "alice", "subject": "/u", "fields": {"a": "1"}}])
+    assert code == 404 and answer["error"] == "event 1: user has no session: alice"
+    await sleep(0.05)
+    assert events(feed.messages) == []
 
 
 @pytest.mark.parametrize("body, reason", [

@@ -355,6 +355,7 @@
     this.forced = !!given.transport;
     this.transport = null;     // the transport in use (or being tried)
     this.session = null;       // the server's session id
+    this.sessionKey = null;    // its secret key: continuing the session needs it (docs/security.md)
     this.lastEventId = given.lastEventId || null;  // where to resume from
     this.token = given.token || null;  // a signed token, sent with every request (docs/security.md)
     this.state = 'connecting'; // 'connecting', 'open', 'closed'
@@ -419,7 +420,8 @@
     /**
      * Publish `fields` (string values) on `subject`; callback(error, ack), the ack
      * carrying the event's `id`.  publish(subject, fields, {to: sessionId}, callback)
-     * sends to one session.
+     * sends to one session, publish(subject, fields, {user: userId}, callback) to every
+     * session of a user (the subject only labels it; `subject` may be null).
      */
     publish: function (subject, fields, extra, callback) {
       var message = {type: 'publish', subject: subject, fields: fields || {}};
@@ -430,7 +432,39 @@
       if (extra && extra.to) {
         message.to = extra.to;
       }
+      if (extra && extra.user) {
+        message.user = extra.user;
+        if (subject == null) {
+          delete message.subject;
+        }
+      }
       return this.send(message, callback);
+    },
+
+    /**
+     * The newest `count` events of exactly `subject`, oldest first (at most the server's
+     * history.query.max): callback(error, events), each {subject, id, name, fields}.
+     */
+    history: function (subject, count, callback) {
+      return this.send({type: 'history', subject: subject, count: count}, function (error, reply) {
+        var out = [], list = (reply && reply.events) || [], i;
+        for (i = 0; i < list.length; i++) {
+          out.push({subject: list[i].subject, id: list[i].id, name: list[i].name || 'data',
+                    fields: list[i].fields || {}});
+        }
+        if (callback) {
+          callback(error, error ? null : out);
+        }
+      });
+    },
+
+    /** Who is on `subject` ('/online': who has a session): callback(error, {user: sessions}). */
+    presence: function (subject, callback) {
+      return this.send({type: 'presence', subject: subject}, function (error, reply) {
+        if (callback) {
+          callback(error, error ? null : (reply && reply.users) || {});
+        }
+      });
     },
 
     /** Send one protocol message (published when connected); callback(error, reply). */
@@ -526,8 +560,8 @@
       }
       conn.subjects = subjects.slice(0, MAX_URL_SUBJECTS).join(',');
       conn.resumeFrom = this.lastEventId;
-      return query({subject: conn.subjects, session: this.session, last_event_id: this.lastEventId,
-                    token: this.token});
+      return query({subject: conn.subjects, session: this.session, session_key: this.sessionKey,
+                    last_event_id: this.lastEventId, token: this.token});
     },
 
     /* `conn` is over (quietly): stop it and its timers. */
@@ -596,7 +630,7 @@
     },
 
     /* The first message of `conn` arrived. */
-    _opened: function (conn, session, position, heartbeat) {
+    _opened: function (conn, session, position, heartbeat, key) {
       if (conn.openTimer) {
         clearTimeout(conn.openTimer);
         conn.openTimer = null;
@@ -606,7 +640,7 @@
       this._failures = 0;
       this._worked[conn.transport] = true;
       this.state = 'open';
-      this._session(conn, session);
+      this._session(conn, session, key);
       if (position) {
         this.lastEventId = position;
       }
@@ -618,10 +652,11 @@
       }
     },
 
-    /* The server named the session of `conn`: a new one starts from the URL's subjects. */
-    _session: function (conn, session) {
+    /* The server named the session of `conn` (and its key, when new): it starts from the URL subjects. */
+    _session: function (conn, session, key) {
       if (session && session !== this.session) {
         this.session = session;
+        this.sessionKey = key || null;
         this._serverSubs = conn.subjects ? [conn.subjects] : [];
         return true;
       }
@@ -679,9 +714,9 @@
         return;
       }
       if (!conn.opened) {
-        this._opened(conn, answer.session, null, 0);
+        this._opened(conn, answer.session, null, 0, answer.session_key);
       } else {
-        renewed = this._session(conn, answer.session);
+        renewed = this._session(conn, answer.session, answer.session_key);
       }
       this._receive(conn, isArray(answer.messages) ? answer.messages : []);
       if (conn === this._conn && !conn.ended) {
@@ -697,7 +732,7 @@
     _message: function (conn, message) {
       var type = message.type;
       if (type === 'open') {
-        this._opened(conn, message.session, message.position, message.heartbeat);
+        this._opened(conn, message.session, message.position, message.heartbeat, message.session_key);
       } else if (type === 'event') {
         this._event(message);
       } else if (type === 'recovery') {
@@ -712,7 +747,7 @@
       } else if (type === 'reconnect') {
         this._lost(conn, 'reconnect', true);
       } else if (type === 'close') {
-        this.session = null;  // the server ended the session: resume in a new one
+        this.session = this.sessionKey = null;  // the server ended the session: resume in a new one
         this._lost(conn, 'closed by server: ' + (message.reason || ''));
       }
       // 'hb' and unknown types: only keep the stream alive.
@@ -892,7 +927,8 @@
       batch = this._posts.splice(0, 64);  // server: limit.params messages per request
       this._posting = true;
       xhr = new XMLHttpRequest();
-      xhr.open('POST', this.url + 'send?' + query({session: session, token: this.token}), true);
+      xhr.open('POST', this.url + 'send?' + query({session: session, session_key: this.sessionKey,
+                                                   token: this.token}), true);
       xhr.setRequestHeader('Content-Type', 'application/json');
       xhr.onreadystatechange = function () {
         var replies, i;
@@ -916,7 +952,7 @@
         } else if (xhr.status === 404 && session === self.session) {
           // The session is gone: nothing was done.  Publishes wait for the next session,
           // subscriptions come back with its URL.
-          self.session = null;
+          self.session = self.sessionKey = null;
           self._requeue(batch);
           if (self._conn && !self._conn.ended) {
             self._lost(self._conn, 'session expired');

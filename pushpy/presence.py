@@ -1,0 +1,87 @@
+"""Presence and user routing on a server: who is on which subject, cluster-wide.
+
+:class:`PresenceTracker` watches the dispatcher: a session with a user is
+present on :data:`~pushpy.core.presence.ONLINE` from join to end, and on
+every subject it subscribes to (:func:`~pushpy.core.presence.presence_subjects`)
+until it unsubscribes or ends (leave, disconnect, expiry, overflow).  The
+state lives in the backplane (``presence_enter``/``presence_leave``/``presence``
+of :class:`~pushpy.interfaces.IBackplane`), so it is the cluster's; when a
+user's first member enters a subject, or the last leaves it, the tracker
+publishes ``{"user", "action": "join"|"leave", "subject"}`` on the companion
+subject (``/presence`` + subject, :func:`~pushpy.core.presence.presence_subject`).
+Anonymous sessions have no presence.  Backplane answers may be Deferreds.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import Logger
+
+from pushpy.core.presence import ONLINE, presence_subject, presence_subjects
+from pushpy.core.sessions import EndReason, Session, SessionState
+
+if TYPE_CHECKING:
+    from pushpy.server import PushServer
+
+#: Key in ``Session.data`` of the subjects a session is present on.
+PRESENT = "pushpy.presence"
+
+
+class PresenceTracker:
+    """Keeps the backplane's presence in step with this process's sessions."""
+
+    log = Logger()
+
+    def __init__(self, server: PushServer) -> None:
+        self.server = server
+        dispatcher = server.dispatcher
+        dispatcher.on_join.append(self.joined)
+        dispatcher.on_subscriptions.append(self.changed)
+        dispatcher.on_end.append(self.ended)
+
+    def joined(self, session: Session) -> None:
+        if session.user is not None:
+            self._enter(ONLINE, session)
+
+    def changed(self, session: Session) -> None:
+        if session.user is None or session.state is SessionState.ENDED:
+            return
+        before: set[str] = session.data.get(PRESENT, set())  # type: ignore[assignment]
+        now = presence_subjects(session.subscriptions.values())
+        if now == before:
+            return
+        session.data[PRESENT] = now
+        for subject in sorted(before - now):
+            self._leave(subject, session)
+        for subject in sorted(now - before):
+            self._enter(subject, session)
+
+    def ended(self, session: Session, reason: EndReason) -> None:
+        if session.user is None:
+            return
+        before: set[str] = session.data.pop(PRESENT, set())  # type: ignore[assignment]
+        for subject in sorted(before):
+            self._leave(subject, session)
+        self._leave(ONLINE, session)
+
+    def _enter(self, subject: str, session: Session) -> None:
+        user = session.user or ""
+        self._then(maybeDeferred(self.server.backplane.presence_enter, subject, user, session.id),
+                   subject, user, "join")
+
+    def _leave(self, subject: str, session: Session) -> None:
+        user = session.user or ""
+        self._then(maybeDeferred(self.server.backplane.presence_leave, subject, user, session.id),
+                   subject, user, "leave")
+
+    def _then(self, changed: Deferred, subject: str, user: str, action: str) -> None:
+        def announce(first_or_last: Any) -> None:
+            if first_or_last:
+                self.server.publish(presence_subject(subject),
+                                    {"user": user, "action": action, "subject": subject})
+
+        changed.addCallback(announce).addErrback(
+            lambda f: self.log.failure("presence {action} of {user} on {subject} failed", f,
+                                       action=action, user=user, subject=subject))
