@@ -61,11 +61,6 @@ class JsonApi(Resource):
         return register
 
     @staticmethod
-    def arg(request: Any, name: str) -> str:
-        """The query parameter ``name`` (empty when missing)."""
-        return request.args.get(name.encode(), [b""])[0].decode("utf-8", "replace")
-
-    @staticmethod
     def set_token(request: Any, token: str) -> None:
         """Set (or, with ``""``, clear) the token cookie: HttpOnly, SameSite=Strict."""
         age = "" if token else "; Max-Age=0"

@@ -54,7 +54,6 @@ from jsonapi import ApiError, JsonApi  # noqa: E402
 ROOM = re.compile(r"[a-z0-9][a-z0-9-]{0,31}\Z")
 MAX_TEXT = 2000
 MAX_NAME = 32
-HISTORY = 50
 log = Logger()
 #: Where pushpy announces users coming online and leaving (presence of its ``/online`` subject).
 ONLINE_EVENTS = "/presence/online"
@@ -126,8 +125,8 @@ class Chat:
     def _readable(self, user: str | None, subject: str) -> bool:
         if user is None:
             return False
-        if subject in ("/chat/rooms", ONLINE_EVENTS):
-            return True
+        if subject in ("/chat/rooms", "/online", ONLINE_EVENTS):
+            return True  # the room list; who is online (a presence query) and its join/leave events
         parts = subject.split("/")
         if len(parts) != 5 or parts[4] not in ("msg", "typing"):
             return False
@@ -204,16 +203,6 @@ class Chat:
             return
         self.push.publish(self.base(user, conversation) + "/typing", {"from": user})
 
-    def history(self, user: str, conversation: object) -> Deferred[list[dict[str, Any]]]:
-        """The last messages of a room or group, oldest first (pushpy's history of its subject)."""
-        subject = self.base(user, conversation) + "/msg"
-        return self.push.history(subject, HISTORY).addCallback(
-            lambda events: [{"id": event.position, **event.fields} for event in events])
-
-    def online(self) -> Deferred[list[str]]:
-        """The users with a pushpy session (pushpy's presence)."""
-        return self.push.presence().addCallback(sorted)
-
     def to_user(self, user: str, subject: str, fields: dict[str, str] | None = None, **more: str) -> None:
         """Send an event to every session (tabs, devices) of ``user``."""
         self.push.send_to_user(user, subject, {**(fields or {}), **more})
@@ -238,10 +227,6 @@ def api(chat: Chat) -> JsonApi:
     def me(request: Any, user: str) -> dict[str, Any]:
         return {"user": user, "rooms": chat.rooms, "groups": chat.groups_of(user)}
 
-    @routes.get("online")
-    def online(request: Any, user: str) -> Deferred[dict[str, Any]]:
-        return chat.online().addCallback(lambda users: {"users": users})
-
     @routes.post("rooms")
     def create_room(request: Any, body: dict[str, Any], user: str) -> dict[str, Any]:
         return {"room": chat.create_room(body.get("name"))}
@@ -249,11 +234,6 @@ def api(chat: Chat) -> JsonApi:
     @routes.post("groups")
     def create_group(request: Any, body: dict[str, Any], user: str) -> dict[str, Any]:
         return {"group": chat.create_group(user, body.get("name"), body.get("members")).describe()}
-
-    @routes.get("history")
-    def history(request: Any, user: str) -> Deferred[dict[str, Any]]:
-        return chat.history(user, routes.arg(request, "conversation")).addCallback(
-            lambda messages: {"messages": messages})
 
     @routes.post("say")
     def say(request: Any, body: dict[str, Any], user: str) -> Deferred[dict[str, Any]]:

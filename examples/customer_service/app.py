@@ -55,7 +55,6 @@ from jsonapi import ApiError, JsonApi  # noqa: E402
 
 MAX_TEXT = 2000
 MAX_NAME = 32
-HISTORY = 100
 VISITOR = "visitor:"
 AGENT = "agent:"
 log = Logger()
@@ -213,12 +212,6 @@ class Service:
             raise ApiError(str(e), 409) from None
         self.apply(moves)
 
-    def history(self, user: str, visitor: str) -> Deferred[list[dict[str, Any]]]:
-        if not self._readable(user, conversation(visitor)):
-            raise ApiError("not your conversation", 403)
-        return self.push.history(conversation(visitor), HISTORY).addCallback(
-            lambda events: [{"id": event.position, **event.fields} for event in events])
-
     def check_agents(self) -> Deferred[None]:
         """Take agents without a pushpy session off the desk (their visitors move on)."""
 
@@ -310,11 +303,6 @@ def api(service: Service) -> JsonApi:
     def transfer(request: Any, body: dict[str, Any], user: str) -> dict[str, Any]:
         service.transfer(service.agent(user), body.get("visitor"), body.get("to"))
         return {}
-
-    @routes.get("history")
-    def history(request: Any, user: str) -> Deferred[dict[str, Any]]:
-        return service.history(user, routes.arg(request, "visitor")).addCallback(
-            lambda messages: {"messages": messages})
 
     return routes
 

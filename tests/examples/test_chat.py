@@ -118,6 +118,18 @@ def test_online_list_follows_users_coming_and_going(app, open_page):
     assert ann.evaluate("n => window.chat.online[n]", ann_name)
 
 
+def test_logging_out_leaves_the_online_list_at_once(start_example, open_page):
+    """Log out sends pushpy's ``leave``: the others see the user go well before the session timeout."""
+    patient = start_example("chat", "--session-timeout", "60")
+    ann_name, bob_name = unique("ann"), unique("bob")
+    ann = login(open_page, patient, ann_name)
+    bob = login(open_page, patient, bob_name, "longpoll")
+    wait_for(ann, "n => window.chat.online[n]", bob_name)
+    bob.click("#logout")
+    wait_for(bob, "() => !document.getElementById('login').hidden")
+    wait_for(ann, "n => !window.chat.online[n]", bob_name, timeout=10_000)
+
+
 def test_typing_indicator(app, open_page):
     """Typing in a room shows '<name> is typing…' to the others in it, not to the typist."""
     ann_name = unique("ann")
@@ -145,7 +157,7 @@ def test_groups_are_for_their_members(app, open_page):
     wait_for(bob, "k => window.chat.conversations[k].messages.some(m => m.text === 'team only')", key)
     group = key.split(":", 1)[1]
     refused = carol.evaluate("""g => Promise.all([
-        fetch('/api/history?conversation=group:' + g).then(r => r.status),
+        fetch('/pushlet/history?subject=/chat/group/' + g + '/msg').then(r => r.status),
         new Promise(done => window.chat.client.send(
             {type: 'subscribe', subject: '/chat/group/' + g + '/msg'}, (e) => done(e && e.message)))])""",
                              group)

@@ -156,13 +156,14 @@ def test_gone_agent_hands_visitors_on(app, open_page):
 
 
 def test_visitor_api_refusals(app, open_page):
-    """A visitor cannot act as an agent, read another conversation, or write before opening a chat."""
+    """A visitor cannot act as an agent, read another's conversation (pushpy's history query asks the
+    authorizer), or write before opening a chat."""
     guest = visitor(open_page, app, "Ann")
     other = open_page(app.url("/"))
     wait_for(other, "() => window.visitor.visitor")
     answers = other.evaluate("""v => Promise.all([
         fetch('/api/agent').then(r => r.status),
-        fetch('/api/history?visitor=' + v).then(r => r.status),
+        fetch('/pushlet/history?subject=/cs/visit/' + v).then(r => r.status),
         fetch('/api/visitor/say', {method: 'POST', headers: {'Content-Type': 'application/json'},
                                    body: JSON.stringify({text: 'hi'})}).then(r => r.status),
         fetch('/api/agent/say', {method: 'POST', headers: {'Content-Type': 'application/json'},

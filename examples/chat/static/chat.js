@@ -9,6 +9,7 @@
 
   var TYPING_EVERY = 2000;   // ms between our typing notices while typing
   var TYPING_SHOWN = 4000;   // ms a typing notice is shown
+  var HISTORY = 50;          // messages shown when joining a room or group
   var state = {
     user: null, client: null, rooms: [], conversations: {}, current: null,
     online: {}, onlineLoaded: false, onlineBuffer: [], lastTyping: 0
@@ -97,26 +98,23 @@
       state.client.subscribe(conv.base + '/typing', function (fields) {
         typing(conv, fields.from);
       });
-      // The server answers a client's messages in order: once this heartbeat is
-      // acknowledged, the subscriptions above are in place, and the history
-      // fetched now overlaps what they deliver (duplicates are dropped by id).
-      state.client.send({type: 'hb'}, function () {
-        api('GET', 'history?conversation=' + encodeURIComponent(conv.key), null, function (error, answer) {
-          var early = conv.early, i;
-          if (error) {
-            showError(error);
-            return;
-          }
-          conv.loaded = true;
-          conv.early = [];
-          for (i = 0; i < answer.messages.length; i++) {
-            received(conv, answer.messages[i], answer.messages[i].id, true);
-          }
-          for (i = 0; i < early.length; i++) {
-            received(conv, early[i].fields, early[i].id);
-          }
-          render();
-        });
+      // Asked after the subscribe, answered after it (the server keeps a client's order): the
+      // history overlaps what the subscription delivers, and duplicates are dropped by id.
+      state.client.history(conv.base + '/msg', HISTORY, function (error, events) {
+        var early = conv.early, i;
+        if (error) {
+          showError(error.message);
+          return;
+        }
+        conv.loaded = true;
+        conv.early = [];
+        for (i = 0; i < events.length; i++) {
+          received(conv, events[i].fields, events[i].id, true);
+        }
+        for (i = 0; i < early.length; i++) {
+          received(conv, early[i].fields, early[i].id);
+        }
+        render();
       });
     }
     render();
@@ -210,16 +208,19 @@
     render();
   }
 
+  /* Who is online now (pushpy's presence of '/online'); join/leave events that came meanwhile follow. */
   function loadOnline() {
-    api('GET', 'online', null, function (error, answer) {
-      var buffered = state.onlineBuffer, i;
+    state.client.presence('/online', function (error, users) {
+      var buffered = state.onlineBuffer, name, i;
       if (error) {
-        showError(error);
+        showError(error.message);
         return;
       }
       state.online = {};
-      for (i = 0; i < answer.users.length; i++) {
-        state.online[answer.users[i]] = true;
+      for (name in users) {
+        if (users.hasOwnProperty(name)) {
+          state.online[name] = true;
+        }
       }
       state.onlineLoaded = true;
       state.onlineBuffer = [];
@@ -377,8 +378,12 @@
       });
     };
     $('logout').onclick = function () {
-      api('POST', 'logout', {}, function () {
-        window.location.reload();
+      // Leave pushpy at once (the online list updates now, not after the session timeout).
+      state.client.send({type: 'leave'}, function () {
+        state.client.close();  // no reconnect
+        api('POST', 'logout', {}, function () {
+          window.location.reload();
+        });
       });
     };
     $('say-form').onsubmit = function (e) {

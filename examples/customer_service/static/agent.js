@@ -88,7 +88,7 @@
     $('panels').appendChild(panel);
     state.panels[info.visitor] = {
       element: panel, select: select,
-      transcript: new cs.Transcript(state.client, info.visitor, info.subject, list, error)
+      transcript: new cs.Transcript(state.client, info.subject, list, error)
     };
     $('empty').hidden = true;
   }

@@ -6,6 +6,8 @@
 (function (window, document) {
   'use strict';
 
+  var HISTORY = 100;  // messages of a conversation shown when it opens
+
   function el(tag, className, text) {
     var node = document.createElement(tag);
     if (className) {
@@ -53,13 +55,12 @@
   }
 
   /**
-   * Show the conversation of `visitor` (subject `subject`) in the list `list`:
-   * subscribes, then loads the history once the subscription is in place (the
-   * server answers a client's messages in order, so the heartbeat's ack comes
-   * after the subscribe's); live messages that arrive meanwhile wait, and
-   * duplicates are dropped by event id.
+   * Show the conversation on `subject` in the list `list`: subscribes, then asks
+   * pushpy for the subject's history, which the server answers after the
+   * subscribe (it keeps a client's order), so the two overlap; live messages
+   * that arrive meanwhile wait, and duplicates are dropped by event id.
    */
-  function Transcript(client, visitor, subject, list, onError) {
+  function Transcript(client, subject, list, onError) {
     var self = this;
     this.client = client;
     this.subject = subject;
@@ -71,22 +72,20 @@
       self.add(fields, event.id);
     };
     client.subscribe(subject, this.handler);
-    client.send({type: 'hb'}, function () {
-      api('GET', 'history?visitor=' + encodeURIComponent(visitor), null, function (error, answer) {
-        var early = self.early, i;
-        if (error) {
-          onError(error);
-          return;
-        }
-        self.loaded = true;
-        self.early = [];
-        for (i = 0; i < answer.messages.length; i++) {
-          self.add(answer.messages[i], answer.messages[i].id);
-        }
-        for (i = 0; i < early.length; i++) {
-          self.add(early[i].fields, early[i].id);
-        }
-      });
+    client.history(subject, HISTORY, function (error, events) {
+      var early = self.early, i;
+      if (error) {
+        onError(error.message);
+        return;
+      }
+      self.loaded = true;
+      self.early = [];
+      for (i = 0; i < events.length; i++) {
+        self.add(events[i].fields, events[i].id);
+      }
+      for (i = 0; i < early.length; i++) {
+        self.add(early[i].fields, early[i].id);
+      }
     });
   }
 

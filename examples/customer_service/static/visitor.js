@@ -38,7 +38,7 @@
         showStatus(fields.agent, fields.position);
       }
     });
-    state.transcript = new cs.Transcript(client, info.visitor, info.subject, $('messages'), error);
+    state.transcript = new cs.Transcript(client, info.subject, $('messages'), error);
   }
 
   function end() {
