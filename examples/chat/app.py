@@ -82,8 +82,10 @@ def user_name(value: object) -> str:
 class Chat:
     """The chat's state (rooms, groups, known users) and what it publishes."""
 
-    def __init__(self, push: PushServer, secret: str) -> None:
-        self.push = push
+    #: The server it publishes through (set once made: the server needs :meth:`authorizer` first).
+    push: PushServer
+
+    def __init__(self, secret: str) -> None:
         self.secret = secret
         self.rooms: list[str] = ["general", "random"]
         self.groups: dict[str, Group] = {}
@@ -120,7 +122,8 @@ class Chat:
         return Identity(claims["u"], claims)
 
     def _may_subscribe(self, session: Any, subject: str) -> bool:
-        return all(self._readable(session.user, part) for part in subject.split(",") if part)
+        parts = [part for part in subject.split(",") if part]
+        return bool(parts) and all(self._readable(session.user, part) for part in parts)
 
     def _readable(self, user: str | None, subject: str) -> bool:
         if user is None:
@@ -273,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     heartbeat = int(min(5.0, args.session_timeout / 3) * 1000)
     config = Config(history_ttl_secs=24 * 3600, queue_read_timeout_millis=max(heartbeat, 200),
                     session_check_millis=500, native_session_timeout_secs=args.session_timeout)
-    chat = Chat(None, secrets.token_urlsafe(32))  # type: ignore[arg-type]
+    chat = Chat(secrets.token_urlsafe(32))
     push = chat.push = PushServer(config, authorizer=chat.authorizer())
     push.startService()
     reactor.addSystemEventTrigger("before", "shutdown", push.stopService)

@@ -82,8 +82,10 @@ def conversation(visitor: str) -> str:
 class Service:
     """The desk, the visitors' names, and what it tells whom."""
 
-    def __init__(self, push: PushServer, secret: str, capacity: int) -> None:
-        self.push = push
+    #: The server it publishes through (set once made: the server needs :meth:`authorizer` first).
+    push: PushServer
+
+    def __init__(self, secret: str, capacity: int) -> None:
         self.secret = secret
         self.desk = Desk(capacity)
         #: Open conversations: visitor id -> the visitor's name.
@@ -128,7 +130,8 @@ class Service:
         return Identity(claims["u"], claims)
 
     def _may_subscribe(self, session: Any, subject: str) -> bool:
-        return all(self._readable(session.user or "", part) for part in subject.split(",") if part)
+        parts = [part for part in subject.split(",") if part]
+        return bool(parts) and all(self._readable(session.user or "", part) for part in parts)
 
     def _readable(self, user: str, subject: str) -> bool:
         if subject == "/cs/agents":
@@ -337,7 +340,7 @@ def main(argv: list[str] | None = None) -> None:
     heartbeat = int(min(5.0, args.session_timeout / 3) * 1000)
     config = Config(history_ttl_secs=24 * 3600, queue_read_timeout_millis=max(heartbeat, 200),
                     session_check_millis=500, native_session_timeout_secs=args.session_timeout)
-    service = Service(None, secrets.token_urlsafe(32), args.capacity)  # type: ignore[arg-type]
+    service = Service(secrets.token_urlsafe(32), args.capacity)
     push = service.push = PushServer(config, authorizer=service.authorizer())
     push.startService()
     reactor.addSystemEventTrigger("before", "shutdown", push.stopService)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import json
+import urllib.error
+import urllib.request
 
 import pytest
 from example_support import wait_for
@@ -199,3 +202,31 @@ def test_hostile_names_and_messages_are_inert(app, open_page):
         text: Array.from(document.querySelectorAll('#messages .text')).map(e => e.textContent)})""")
     assert found["pwned"] is None and found["elements"] == 0
     assert '<script>window.pwned=2</script><img src=x onerror="window.pwned=3"><b>bold</b>' in found["text"]
+
+
+
+def post_raw(app, path: str, data: bytes, content_type: str = "application/json") -> tuple[int, dict]:
+    request = urllib.request.Request(app.url(path), data=data, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_api_bad_input(app):
+    """The app's JSON API answers bad requests with a status and a reason, and keeps serving."""
+    assert app.request("/api/login", {"name": "  "}) == \
+        (400, {"error": "a name is 1 to 32 printable characters"})
+    assert app.request("/api/login", {"name": "x" * 33})[0] == 400
+    assert app.request("/api/login", ["not", "an", "object"]) == (400, {"error": "send a JSON object"})
+    assert post_raw(app, "/api/login", b"{oops") == (400, {"error": "malformed JSON"})
+    assert post_raw(app, "/api/login", b'{"name": "ann"}', "text/plain")[0] == 415
+    assert post_raw(app, "/api/login", b" " * 20000)[0] == 413
+    assert app.request("/api/nothing") == (404, {"error": "not found"})
+    assert app.request("/api/me") == (401, {"error": "log in first"})
+    assert app.request("/api/me", method="PUT")[0] == 405
+    assert app.request("/api/me", headers={"Cookie": "pushpy_token=forged.token"}) == \
+        (401, {"error": "log in again"})
+    name = unique("fine")
+    assert app.request("/api/login", {"name": name}) == (200, {"user": name})

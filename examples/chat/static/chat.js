@@ -321,7 +321,7 @@
       }
     }
     $('typing').textContent = who.length ? who.sort().join(', ') + (who.length > 1 ? ' are' : ' is') +
-      ' typing…' : '';
+      ' typing\u2026' : '';
   }
 
   /* ---------------------------------------------------------- start */
