@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 
+from pushpy import protocol as P
 from pushpy.core.presence import ONLINE, presence_subject, presence_subjects
 from pushpy.core.sessions import EndReason, Session, SessionState
 
@@ -27,6 +28,14 @@ if TYPE_CHECKING:
 
 #: Key in ``Session.data`` of the subjects a session is present on.
 PRESENT = "pushpy.presence"
+
+
+def stamp_user(fields: dict[str, str], session: Session) -> None:
+    """Set ``p_user`` of an event ``session`` publishes to its user (removing a forged one if it has none)."""
+    if session.user is not None:
+        fields[P.P_USER] = session.user
+    else:
+        fields.pop(P.P_USER, None)
 
 
 class PresenceTracker:

@@ -76,6 +76,8 @@ QUEUE_OVERFLOW = "queue overflow: {count} events dropped"
 
 # pushpy's own transports (not Pushlet): the session format and local notices.
 FORMAT_JSON = "json"
+#: Set by the server on events a session with a user publishes: that user's id (clients cannot forge it).
+P_USER = "p_user"
 #: Notice to a native session: events were dropped on queue overflow.
 GAP = "gap"
 #: Notice to a native session: the outcome of a resume.

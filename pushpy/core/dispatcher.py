@@ -265,8 +265,9 @@ class Dispatcher:
 
     def _overflowed(self, session: Session) -> bool:
         """Count a drop and apply the ``abort`` policy; true when the session ended."""
-        self.stats.dropped += 1
-        if session.queue.dropped == 1:
+        queue = session.queue
+        self.stats.dropped += queue.last_drop
+        if queue.dropped == queue.last_drop:
             self.stats.overflows += 1
         if self.config.queue_overflow_policy == "abort":
             self.end(session, EndReason.OVERFLOW)

@@ -23,6 +23,9 @@ class EventQueue:
 
     __slots__ = ("_items", "capacity", "dropped")
 
+    #: Items dropped by the last :meth:`put` that returned ``False``.
+    last_drop = 1
+
     def __init__(self, capacity: int) -> None:
         self.capacity = max(1, capacity)
         self._items: list[Any] = []
@@ -75,10 +78,11 @@ class ByteBoundedQueue(EventQueue):
     one always stays, so one large event is still delivered.
     """
 
-    __slots__ = ("max_bytes", "size")
+    __slots__ = ("last_drop", "max_bytes", "size")
 
     def __init__(self, capacity: int, max_bytes: int) -> None:
         super().__init__(capacity)
+        self.last_drop = 0
         self.max_bytes = max_bytes
         #: Bytes of the queued events.
         self.size = 0
@@ -95,7 +99,8 @@ class ByteBoundedQueue(EventQueue):
         while len(items) > 1 and (len(items) > self.capacity or self.size > self.max_bytes):
             self.size -= event_bytes(items.pop(0)[0])
             self.dropped += 1
-        return self.dropped == dropped
+        self.last_drop = self.dropped - dropped
+        return not self.last_drop
 
     def refill(self, items: list[Any]) -> None:
         super().refill(items)

@@ -24,6 +24,7 @@ from pushpy.core.limits import check_event, check_publish_rate
 from pushpy.core.sessions import Delivery, EndReason, Session, SessionState
 from pushpy.core.subjects import Subscription
 from pushpy.errors import ClientError
+from pushpy.presence import stamp_user
 from pushpy.web.authz import (
     adopt,
     ask,
@@ -281,6 +282,7 @@ class NativeProtocol:
         if bad:
             raise ClientError(f"invalid field name: {bad[0][:64]}")
         out = {P.P_EVENT: P.DATA, P.P_TIME: str(int(now)), **fields, P.P_FROM: session.id}
+        stamp_user(out, session)
         if subject:
             out[P.P_SUBJECT] = subject
         out[P.P_EVENT] = P.DATA

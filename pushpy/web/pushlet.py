@@ -22,6 +22,7 @@ from pushpy.core.events import Event, Route
 from pushpy.core.limits import check_event, check_publish_rate
 from pushpy.core.sessions import EndReason, Session
 from pushpy.errors import ClientError
+from pushpy.presence import stamp_user
 from pushpy.web.authz import (
     adopt,
     ask,
@@ -240,6 +241,7 @@ class PushletResource(Resource):
         fields = dict(params)
         fields[P.P_EVENT] = P.DATA
         fields[P.P_FROM] = session.id
+        stamp_user(fields, session)
         fields.setdefault(P.P_TIME, str(int(now)))
         target = params.get(P.P_TO)
         route = Route.UNICAST if target else Route.MULTICAST

@@ -1,73 +1,18 @@
-"""Helpers of the client tests: real pushpy servers on loopback, waiting without blind sleeps.
+"""Helpers of the client tests: the ``pushpy`` command line in a subprocess.
 
-The ``pushpy_server(**config)`` fixture (``conftest.py``) starts a :class:`~pushpy.server.PushServer` with
-:func:`~pushpy.web.site.build_site` on ``127.0.0.1`` (a free port) and returns
-a :class:`Running` server.  Tear-down stops everything the tests started, clients included.
+Servers come from the ``pushpy_server`` fixture (:mod:`server_support`).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
-
-from pushpy.client import Client
-from pushpy.config import Config
-from pushpy.server import PushServer
-from pushpy.web.site import build_site
-
-FAST = {"queue_read_timeout_millis": 1_000, "session_check_millis": 100}
-
-
-def sleep(seconds: float) -> Deferred:
-    d: Deferred = Deferred()
-    reactor.callLater(seconds, d.callback, None)
-    return d
-
-
-async def eventually(check: Callable[[], object], timeout: float = 5.0, step: float = 0.01) -> None:
-    """Wait until ``check()`` is true, polling the reactor."""
-    waited = 0.0
-    while not check():
-        if waited >= timeout:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await sleep(step)
-        waited += step
-
-
-class Running:
-    """A server listening on loopback, and the clients made for it."""
-
-    def __init__(self, config: Config, port: int = 0) -> None:
-        self.config = config
-        self.push = PushServer(config, reactor=reactor)
-        self.push.startService()
-        self.site = build_site(self.push)
-        self.port = reactor.listenTCP(port, self.site, interface="127.0.0.1")
-        self.number = self.port.getHost().port
-        self.url = f"http://127.0.0.1:{self.number}/pushlet/"
-        self.clients: list[Client] = []
-
-    def client(self, **options: Any) -> Client:
-        options.setdefault("reconnect_delay", 0.05)
-        options.setdefault("max_reconnect_delay", 0.2)
-        client = Client(options.pop("url", self.url), reactor=reactor, **options)
-        self.clients.append(client)
-        return client
-
-    async def close(self) -> None:
-        for client in self.clients:
-            await client.close()
-        await maybeDeferred(self.port.stopListening)
-        if self.push.running:
-            await maybeDeferred(self.push.stopService)
-
 
 # -- the command line -----------------------------------------------------------
 

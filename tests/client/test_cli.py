@@ -6,7 +6,8 @@ import configparser
 import json
 
 import pytest_twisted
-from client_support import ROOT, eventually, run_cli, spawn_cli
+from client_support import ROOT, run_cli, spawn_cli
+from server_support import eventually
 from twisted.internet import reactor
 
 from pushpy.client import cli

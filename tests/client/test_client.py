@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import pytest_twisted
-from client_support import eventually
+from server_support import eventually
 from twisted.internet.defer import maybeDeferred
 
 from pushpy.client import Client, ClientEvent, Refused
@@ -224,3 +224,39 @@ async def test_a_silent_stream_is_given_up_and_reconnected(pushpy_server):
     await eventually(lambda: closes and client.state == "open")
     assert closes[0]["reason"] == "heartbeat timeout"
     assert client.session == session
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest_twisted.ensureDeferred
+async def test_users_history_presence_and_the_session_key(pushpy_server, transport):
+    """publish(user=...) reaches the user's session; history() and presence() answer; the client keeps
+    its session_key, so a reconnect continues its session."""
+    from pushpy.auth import CallbackAuthorizer
+
+    server = pushpy_server()
+    users = iter(["ann", "bob"])
+    server.push.authorizer = CallbackAuthorizer(join=lambda credentials: next(users),
+                                                bind=lambda credentials: "same-client")
+    ann = server.client(transport=transport)
+    received: list[ClientEvent] = []
+    ann.on("event", received.append)
+    ann.subscribe("/room", lambda event: None)
+    await ann.connect()
+    assert ann.session_key and server.push.dispatcher.sessions[ann.session].user == "ann"
+    bob = server.client()
+    await bob.connect()
+    assert await bob.publish(None, {"text": "psst"}, user="ann") is None
+    await eventually(lambda: received)
+    assert (received[0].fields["text"], received[0].fields["p_user"]) == ("psst", "bob")
+    with pytest.raises(Refused, match="user has no session: zed"):
+        await bob.publish(None, {"text": "x"}, user="zed")
+    ids = [server.push.publish("/room", {"n": str(n)}).position for n in range(3)]
+    assert [m["id"] for m in await bob.history("/room", 2)] == ids[1:]
+    assert await bob.presence("/room") == {"ann": 1}
+    assert await bob.presence() == {"ann": 1, "bob": 1}
+    session = ann.session
+    await eventually(lambda: server.push.dispatcher.sessions[session].channels)
+    assert drop_connections(server.push, session) == 1
+    await eventually(lambda: ann.state == "connecting")
+    await eventually(lambda: ann.state == "open")
+    assert ann.session == session

@@ -104,11 +104,17 @@ actions = st.lists(
 )
 
 
+class EagerDeadlines(Deadlines):
+    """Compacts even tiny heaps, so the property test exercises compaction."""
+
+    COMPACT_MIN = 1
+
+
 @settings(max_examples=300, deadline=None)
-@given(actions)
-def test_agrees_with_a_dict_of_deadlines(steps):
+@given(actions, st.sampled_from([Deadlines, EagerDeadlines]))
+def test_agrees_with_a_dict_of_deadlines(steps, kind):
     """Random set/cancel/due sequences give what a plain dict of deadlines gives."""
-    d = Deadlines()
+    d = kind()
     items = [Item(str(i)) for i in range(5)]
     model: dict[int, float] = {}
     now = 0.0
@@ -133,3 +139,26 @@ def test_agrees_with_a_dict_of_deadlines(steps):
             del model[i]
     for i, item in enumerate(items):
         assert item.deadline == model.get(i)
+
+
+def test_cancelled_items_are_released_before_their_old_deadline():
+    """Ended sessions must not stay referenced by the heap until their lease would have run out."""
+    import gc
+    import weakref
+
+    d = Deadlines()
+    keep = [Item(f"k{i}") for i in range(50)]
+    for item in keep:
+        d.set(item, 1000.0)
+    gone = [Item(f"g{i}") for i in range(500)]
+    refs = [weakref.ref(item) for item in gone]
+    for item in gone:
+        d.set(item, 300.0)
+    for item in gone:
+        d.set(item, None)
+    del gone, item
+    gc.collect()
+    assert sum(ref() is not None for ref in refs) < 100
+    assert len(d) < 200
+    assert d.next() == 1000.0
+    assert d.due(1000.0) == sorted(keep, key=keep.index)

@@ -634,3 +634,22 @@ def test_event_accessors():
     e = Event({P.P_EVENT: P.DATA, P.P_SUBJECT: "/a"}, offset=3, epoch="ep")
     assert (e.subject, e.name, e.position) == ("/a", P.DATA, "ep:3")
     assert Event({}).name == "" and Event({}).subject is None and Event({}).position is None
+
+
+def test_byte_bounded_overflow_counts_every_dropped_event_and_one_episode():
+    """When one large event pushes out several small ones, each counts as dropped, the episode once."""
+    d = Dispatcher(Config(limit_queue_bytes=1000))
+    s = listening(d)
+    d.subscribe(s, "/a")
+    for i in range(5):
+        publish(d, "/a", 1.0, n=str(i), pad="x" * 150)
+    assert (d.stats.dropped, d.stats.overflows) == (0, 0)
+    publish(d, "/a", 1.0, n="big", pad="y" * 900)
+    assert s.queue.dropped == 5
+    assert (d.stats.dropped, d.stats.overflows) == (5, 1)
+    publish(d, "/a", 1.0, n="next", pad="z" * 150)
+    assert (d.stats.dropped, d.stats.overflows) == (6, 1)
+    s.take(2.0)
+    publish(d, "/a", 2.0, n="small", pad="v" * 150)
+    publish(d, "/a", 2.0, n="after", pad="w" * 900)
+    assert (d.stats.dropped, d.stats.overflows) == (7, 2)

@@ -26,6 +26,7 @@ from autobahn.twisted.websocket import (
     WebSocketClientProtocol,
     connectWS,
 )
+from server_support import WaitTimeout, sleep
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -42,27 +43,6 @@ from pushpy.web.site import build_site
 FAST = {"queue_read_timeout_millis": 300, "session_check_millis": 100}
 
 Message = dict[str, Any]
-
-
-class WaitTimeout(AssertionError):
-    """A condition did not hold in time."""
-
-
-def sleep(seconds: float) -> Deferred:
-    """A Deferred that fires after ``seconds`` on the reactor."""
-    d: Deferred = Deferred()
-    reactor.callLater(seconds, d.callback, None)
-    return d
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 2.0, step: float = 0.01) -> None:
-    """Wait until ``check()`` is true, polling the reactor every ``step`` seconds."""
-    waited = 0.0
-    while not check():
-        if waited >= timeout:
-            raise WaitTimeout(f"condition not met within {timeout}s")
-        await sleep(step)
-        waited += step
 
 
 # -- parsing ------------------------------------------------------------------

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 from xml.dom import minidom
 
+from server_support import WaitTimeout
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -27,27 +28,6 @@ from twisted.web.client import ResponseDone
 from pushpy.wire.pushlet import JS_PROLOGUE
 
 Event = dict[str, str]
-
-
-class WaitTimeout(AssertionError):
-    """A condition did not hold in time."""
-
-
-def sleep(seconds: float) -> Deferred:
-    """A Deferred that fires after ``seconds`` on the reactor."""
-    d: Deferred = Deferred()
-    reactor.callLater(seconds, d.callback, None)
-    return d
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 2.0, step: float = 0.01) -> None:
-    """Wait until ``check()`` is true, polling the reactor every ``step`` seconds."""
-    waited = 0.0
-    while not check():
-        if waited >= timeout:
-            raise WaitTimeout(f"condition not met within {timeout}s")
-        await sleep(step)
-        waited += step
 
 
 class Stream(Protocol):

@@ -12,7 +12,8 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 import treq
-from native_client import events, of_type, sleep, xml_events
+from native_client import events, of_type, xml_events
+from server_support import sleep
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 

@@ -6,7 +6,8 @@ import time
 
 import pytest
 import pytest_twisted
-from pushlet_client import Peer, sleep
+from pushlet_client import Peer
+from server_support import sleep
 from twisted.internet.defer import Deferred
 
 FORMATS = ["js", "xml", "xml-strict"]
@@ -101,10 +102,10 @@ async def test_stream_data_with_increasing_seq_then_hb_after_timeout(serve, fmt)
     assert [e["n"] for e in data] == ["0", "1", "2"]
     assert [e["p_seq"] for e in stream.events[1:]] == [str(n) for n in range(1, last_data + 1)]
     started = time.monotonic()
-    events = await stream.events_until(last_data + 2, timeout=2)
+    events = await stream.events_until(last_data + 2, timeout=4)
     hb = events[last_data + 1]
     assert hb == {"p_event": "hb", "p_time": hb["p_time"], "p_seq": str(last_data + 1)}
-    assert 0.1 < time.monotonic() - started < 1.0
+    assert 0.1 < time.monotonic() - started < 3.0  # loose: the machine may be loaded
 
 
 @pytest_twisted.ensureDeferred

@@ -21,7 +21,8 @@ import tracemalloc
 from collections import Counter
 
 import pytest_twisted
-from native_client import events, eventually, sleep, xml_events
+from native_client import events, xml_events
+from server_support import eventually, sleep
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol

@@ -58,7 +58,7 @@ async def test_user_events_reach_every_session_of_the_user(native_server):
     bob = await server.ws(token=token("bob"))
     assert {server.sessions[m["session"]].user for m in (tab1.messages[0], tab2.messages[0])} == {"ann"}
     ack = await reply(bob, {"type": "publish", "user": "ann", "subject": "/dm",
-                            "fields": {"text": "hi ann"}, "ref": 1})
+                            "fields": {"text": "hi ann", "p_user": "mallory"}, "ref": 1})
     assert ack == {"type": "ack", "ref": 1, "op": "publish", "id": None, "user": "ann"}
     code, answer = await api_publish(server, {"user": "ann", "fields": {"text": "from the back end"}})
     assert (code, answer) == (200, {"published": 1, "ids": [None]})
@@ -68,6 +68,8 @@ async def test_user_events_reach_every_session_of_the_user(native_server):
     first = events(tab1.messages)[0]
     assert first["subject"] == "/dm" and first["id"] is None
     assert first["fields"]["p_from"] == bob.messages[0]["session"]
+    assert first["fields"]["p_user"] == "bob"  # set by the server: the sender cannot forge it
+    assert "p_user" not in events(tab2.messages)[1]["fields"]  # the back end's event has no sender
     await sleep(0.05)
     assert events(bob.messages) == []
 
@@ -271,3 +273,19 @@ async def test_pushlet_sessions_need_no_key(native_server):
     session_id = xml_events(body)[0]["p_id"]
     body = await server.pushlet(p_event="subscribe", p_id=session_id, p_subject="/p", p_format="xml")
     assert xml_events(body)[0]["p_event"] == "subscribe-ack"
+
+
+@pytest_twisted.ensureDeferred
+async def test_anonymous_publishers_cannot_forge_a_user(native_server):
+    """``p_user`` names the publishing session's user; an anonymous publisher's forged one is removed."""
+    server = native_server()
+    reader = await server.ws(subject="/open")
+    writer = await server.ws()
+    await reply(writer, {"type": "publish", "subject": "/open", "fields": {"text": "x", "p_user": "admin"},
+                         "ref": 1})
+    await server.pushlet(p_event="publish", p_id=xml_events(await server.pushlet(
+        p_event="join", p_format="xml"))[0]["p_id"], p_subject="/open", text="y", p_user="admin",
+        p_format="xml")
+    await reader.wait(lambda r: len(events(r.messages)) >= 2)
+    assert [("p_user" in m["fields"], m["fields"]["text"]) for m in events(reader.messages)] == [
+        (False, "x"), (False, "y")]

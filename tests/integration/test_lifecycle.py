@@ -6,7 +6,8 @@ import time
 
 import pytest
 import pytest_twisted
-from pushlet_client import Peer, eventually, sleep
+from pushlet_client import Peer
+from server_support import eventually, sleep
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.web._newclient import ResponseNeverReceived

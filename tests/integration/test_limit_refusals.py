@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest_twisted
 import treq
-from native_client import sleep, xml_events
+from native_client import xml_events
 from pushlet_client import raw_exchange
+from server_support import sleep
 
 pytest_plugins = ("native_fixtures",)
 

@@ -7,7 +7,8 @@ import time
 
 import pytest
 import pytest_twisted
-from native_client import NativeHarness, events, eventually, of_type, sleep, texts
+from native_client import NativeHarness, events, of_type, texts
+from server_support import eventually, sleep
 from twisted.internet.defer import Deferred
 from twisted.web.client import ResponseDone
 

@@ -7,7 +7,8 @@ import time
 
 import pytest_twisted
 import treq
-from native_client import events, sleep, texts
+from native_client import events, texts
+from server_support import sleep
 from twisted.internet.defer import Deferred
 
 pytest_plugins = ("native_fixtures",)

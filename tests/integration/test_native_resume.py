@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from native_client import Message, NativeHarness, WaitTimeout, events, eventually, of_type, sleep
+from native_client import Message, NativeHarness, events, of_type
+from server_support import WaitTimeout, eventually, sleep
 
 from pushpy.core.sessions import EndReason
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest_twisted
-from native_client import events, sleep, texts
+from native_client import events, texts
+from server_support import sleep
 
 pytest_plugins = ("native_fixtures",)
 

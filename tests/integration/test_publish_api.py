@@ -7,7 +7,8 @@ import json
 import pytest
 import pytest_twisted
 import treq
-from native_client import events, sleep
+from native_client import events
+from server_support import sleep
 
 pytest_plugins = ("native_fixtures",)
 

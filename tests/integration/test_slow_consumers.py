@@ -12,7 +12,7 @@ import socket
 import time
 
 import pytest_twisted
-from native_client import sleep
+from server_support import sleep
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol

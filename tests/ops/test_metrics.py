@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest_twisted
-from ops_support import eventually
+from server_support import eventually
 
 from pushpy.core.sessions import EndReason
 from pushpy.metrics import Counters, error_kind

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 import pytest_twisted
-from ops_support import eventually, line_client, listen_tcp, open_body, open_ws
+from ops_support import line_client, listen_tcp, open_body, open_ws
+from server_support import eventually
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest_twisted
-from ops_support import eventually, line_client, listen_tcp
+from ops_support import line_client, listen_tcp
+from server_support import eventually
 
 from pushpy.auth import mint_token
 

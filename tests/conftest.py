@@ -1,18 +1,18 @@
-"""Fixtures of the client tests; the helpers live in :mod:`client_support`."""
+"""Fixtures shared by every test folder; the helpers live in :mod:`server_support`."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest_twisted
-from client_support import FAST, Running
+from server_support import FAST, Running
 
 from pushpy.config import Config
 
 
 @pytest_twisted.async_yield_fixture
 async def pushpy_server():
-    """A factory of running servers: ``pushpy_server(**config_overrides) -> Running``."""
+    """A factory of running servers: ``pushpy_server(port=0, **config_overrides) -> Running``."""
     running: list[Running] = []
 
     def start(port: int = 0, **overrides: Any) -> Running:
