@@ -13,11 +13,19 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+# This example's modules, and the checkout's pushpy (an installed pushpy serves when there is none).
+sys.path[:0] = [str(HERE), *([str(HERE.parents[1])] if (HERE.parents[1] / "pushpy").is_dir() else [])]
 
 from feeds import feed_sources  # noqa: E402
 from twisted.internet import endpoints  # noqa: E402
-from twisted.logger import Logger, globalLogBeginner, textFileLogObserver  # noqa: E402
+from twisted.logger import (  # noqa: E402
+    FilteringLogObserver,
+    Logger,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogBeginner,
+    textFileLogObserver,
+)
 from twisted.web.static import File  # noqa: E402
 from twisted.web.util import Redirect  # noqa: E402
 
@@ -51,7 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     from twisted.internet import reactor
 
     args = parse_args(argv)
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
+    info = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
+    globalLogBeginner.beginLoggingTo([FilteringLogObserver(textFileLogObserver(sys.stdout), [info])],
+                                     redirectStandardIO=False)
     server = PushServer(sources=feed_sources(args.speed))
     server.startService()
     reactor.addSystemEventTrigger("before", "shutdown", server.stopService)

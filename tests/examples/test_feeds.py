@@ -17,9 +17,10 @@ def app(start_example):
     return start_example("feeds", "--speed", "4")
 
 
-def row_cells(page, subject: str) -> list[str]:
-    return page.evaluate("s => Array.from(document.querySelector(`tr[data-subject='${s}']`).cells)"
-                         ".map(c => c.textContent)", subject)
+def row_cells(page, subject: str) -> tuple[list[str], int]:
+    """The cells of ``subject``'s row, and how many ticks the page had then (read at once)."""
+    return page.evaluate("s => [Array.from(document.querySelector(`tr[data-subject='${s}']`).cells)"
+                         ".map(c => c.textContent), window.feeds.ticks.length]", subject)
 
 
 def test_all_stocks_and_one_stock_receive_only_their_prefix(app, open_page):
@@ -35,9 +36,9 @@ def test_all_stocks_and_one_stock_receive_only_their_prefix(app, open_page):
     assert set(one.evaluate(TICKS)) == {"/stocks/aex/asml"}
     assert one.evaluate("() => document.querySelectorAll('#stocks tr').length") == 1
     assert one.evaluate("() => window.feeds.client.transport") == "longpoll"
-    cells = row_cells(one, "/stocks/aex/asml")
+    cells, ticks = row_cells(one, "/stocks/aex/asml")
     assert cells[0].startswith("ASML") and cells[1] == "AEX"
-    assert float(cells[2]) > 0 and cells[5] == str(len(one.evaluate(TICKS)))
+    assert float(cells[2]) > 0 and cells[5] == str(ticks)
     # the table of the page watching everything has one row per stock it heard of, sorted by subject
     subjects = everything.evaluate("() => Array.from(document.querySelectorAll('#stocks tr'))"
                                    ".map(r => r.getAttribute('data-subject'))")

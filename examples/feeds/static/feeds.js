@@ -77,6 +77,9 @@
 
   function onStock(fields, event) {
     var entry = rows[event.subject], up = fields.change && fields.change.charAt(0) !== '-';
+    if (!fields.symbol || !fields.price) {
+      return;  // someone else's event under the prefix: not a price
+    }
     feeds.ticks.push(event.subject);
     if (!entry) {
       entry = rows[event.subject] = makeRow();
