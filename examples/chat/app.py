@@ -9,12 +9,17 @@ How it is built:
 - Logging in by name (no password: a demo) gives the browser a pushpy token
   in an ``HttpOnly`` cookie; a :class:`~pushpy.auth.CallbackAuthorizer` reads
   it when a pushpy session joins, so every session carries its user.
-- Pages only *receive* through pushpy.  They send through this app's small
-  JSON API, which stamps the sender's name on what it publishes, so nobody can
-  speak for someone else; the authorizer refuses every publish from a page.
+- Pages publish through pushpy themselves: room and group messages and
+  typing notices to their subjects, private messages to the recipient user
+  (every session of that user).  The server stamps each event with the
+  publisher's user (``p_user``), which is what pages show as the sender, so
+  nobody can write as someone else; the authorizer decides who may publish
+  where.  The app's JSON API only logs in and creates rooms and groups.
 - A room or group is two subjects: ``<base>/msg`` (messages, kept in pushpy's
   history for late joiners) and ``<base>/typing``.  Rooms are open to every
-  user; a group's subjects only to its members (the authorizer checks).
+  user; a group's subjects only to its members.  A private message is a
+  publish to ``user:<name>``, allowed to any user who has logged in (pushpy
+  refuses it when that user has no session).
 """
 
 from __future__ import annotations
@@ -29,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import (
     FilteringLogObserver,
     Logger,
@@ -52,7 +56,6 @@ from jsonapi import ApiError, JsonApi  # noqa: E402
 
 #: A room name: what may follow ``/chat/room/`` in a subject.
 ROOM = re.compile(r"[a-z0-9][a-z0-9-]{0,31}\Z")
-MAX_TEXT = 2000
 MAX_NAME = 32
 log = Logger()
 #: Where pushpy announces users coming online and leaving (presence of its ``/online`` subject).
@@ -111,8 +114,7 @@ class Chat:
     # -- the authorizer's questions ---------------------------------------------
 
     def authorizer(self) -> CallbackAuthorizer:
-        return CallbackAuthorizer(join=self._join, subscribe=self._may_subscribe,
-                                  publish=lambda session, subject: False)
+        return CallbackAuthorizer(join=self._join, subscribe=self._may_subscribe, publish=self._may_publish)
 
     def _join(self, credentials: Credentials) -> Identity:
         token = credentials.token()
@@ -125,11 +127,20 @@ class Chat:
         parts = [part for part in subject.split(",") if part]
         return bool(parts) and all(self._readable(session.user, part) for part in parts)
 
+    def _may_publish(self, session: Any, subject: str) -> bool:
+        if subject.startswith("user:"):
+            return session.user is not None and subject[len("user:"):] in self.users
+        return self._conversation(session.user, subject)
+
     def _readable(self, user: str | None, subject: str) -> bool:
+        if user is not None and subject in ("/chat/rooms", "/online", ONLINE_EVENTS):
+            return True  # the room list; who is online (a presence query) and its join/leave events
+        return self._conversation(user, subject)
+
+    def _conversation(self, user: str | None, subject: str) -> bool:
+        """Whether ``subject`` is the messages or typing of a room, or of a group of ``user``."""
         if user is None:
             return False
-        if subject in ("/chat/rooms", "/online", ONLINE_EVENTS):
-            return True  # the room list; who is online (a presence query) and its join/leave events
         parts = subject.split("/")
         if len(parts) != 5 or parts[4] not in ("msg", "typing"):
             return False
@@ -138,18 +149,7 @@ class Chat:
         group = self.groups.get(parts[3]) if parts[2] == "group" else None
         return group is not None and user in group.members
 
-    # -- conversations ------------------------------------------------------------
-
-    def base(self, user: str, conversation: object) -> str:
-        """The subject base of ``room:NAME`` or ``group:ID``, if ``user`` may talk there."""
-        kind, _, name = str(conversation).partition(":")
-        if kind == "room" and name in self.rooms:
-            return f"/chat/room/{name}"
-        if kind == "group" and name in self.groups:
-            if user not in self.groups[name].members:
-                raise ApiError("not a member of this group", 403)
-            return f"/chat/group/{name}"
-        raise ApiError(f"no such conversation: {str(conversation)[:80]}", 404)
+    # -- rooms and groups ------------------------------------------------------------
 
     def create_room(self, name: object) -> str:
         room = name.strip().lower() if isinstance(name, str) else ""
@@ -176,35 +176,6 @@ class Chat:
 
     def groups_of(self, user: str) -> list[dict[str, Any]]:
         return [group.describe() for group in self.groups.values() if user in group.members]
-
-    def say(self, user: str, conversation: object, text: object) -> str | Deferred[None] | None:
-        """Publish ``text`` from ``user``; the event's id (private messages have none)."""
-        if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT:
-            raise ApiError(f"a message is 1 to {MAX_TEXT} characters")
-        kind, _, name = str(conversation).partition(":")
-        if kind == "user":
-            if name not in self.users:
-                raise ApiError(f"unknown user: {name[:80]}", 404)
-            return self.push.is_online(name).addCallback(self._private, user, name, text)
-        event = self.push.publish(self.base(user, conversation) + "/msg", {"from": user, "text": text})
-        return event.position
-
-    def _private(self, online: bool, user: str, name: str, text: str) -> None:
-        """Send a private message to every session of both users (their other tabs too)."""
-        if not online:
-            raise ApiError(f"{name} is not online", 409)
-        fields = {"from": user, "to": name, "text": text}
-        self.to_user(name, "/chat/private", fields)
-        if name != user:
-            self.to_user(user, "/chat/private", fields)
-
-    def typing(self, user: str, conversation: object) -> None:
-        kind, _, name = str(conversation).partition(":")
-        if kind == "user":
-            if name in self.users and name != user:
-                self.to_user(name, "/chat/private", kind="typing", **{"from": user, "to": name})
-            return
-        self.push.publish(self.base(user, conversation) + "/typing", {"from": user})
 
     def to_user(self, user: str, subject: str, fields: dict[str, str] | None = None, **more: str) -> None:
         """Send an event to every session (tabs, devices) of ``user``."""
@@ -237,16 +208,6 @@ def api(chat: Chat) -> JsonApi:
     @routes.post("groups")
     def create_group(request: Any, body: dict[str, Any], user: str) -> dict[str, Any]:
         return {"group": chat.create_group(user, body.get("name"), body.get("members")).describe()}
-
-    @routes.post("say")
-    def say(request: Any, body: dict[str, Any], user: str) -> Deferred[dict[str, Any]]:
-        return maybeDeferred(chat.say, user, body.get("conversation"), body.get("text")).addCallback(
-            lambda event_id: {"id": event_id})
-
-    @routes.post("typing")
-    def typing(request: Any, body: dict[str, Any], user: str) -> dict[str, Any]:
-        chat.typing(user, body.get("conversation"))
-        return {}
 
     return routes
 

@@ -168,23 +168,28 @@ def test_groups_are_for_their_members(app, open_page):
     assert "not allowed" in refused[1]
 
 
-def test_pages_cannot_publish_or_speak_for_others(app, open_page):
-    """A page's own pushpy publish is refused (only the app publishes, stamping the real sender);
-    private messages to unknown or offline users are refused."""
-    page = login(open_page, app, unique("mallory"))
-    error = page.evaluate("""() => new Promise(done => window.chat.client.publish(
-        '/chat/room/general/msg', {from: 'ann', text: 'spoofed'}, (e) => done(e && e.message)))""")
-    assert "not allowed to publish" in error
-    status = page.evaluate("""() => fetch('/api/say', {method: 'POST', body: 'x',
-        headers: {'Content-Type': 'text/plain'}}).then(r => r.status)""")
-    assert status == 415
-    ghost = unique("ghost")
+def test_nobody_speaks_for_someone_else_or_where_not_allowed(app, open_page):
+    """A forged ``p_user`` is replaced by the publisher's user; publishes the authorizer refuses, and
+    private messages to unknown or offline users, are refused with a reason."""
+    mallory_name, ghost = unique("mallory"), unique("ghost")
+    mallory = login(open_page, app, mallory_name)
+    reader = login(open_page, app, unique("reader"), "longpoll")
     assert app.request("/api/login", {"name": ghost}) == (200, {"user": ghost})  # never connects
-    answers = page.evaluate("""names => Promise.all(names.map(n => fetch('/api/say', {method: 'POST',
-        headers: {'Content-Type': 'application/json'},
-        body: JSON.stringify({conversation: 'user:' + n, text: 'hi'})})
-        .then(r => r.json().then(b => [r.status, b.error]))))""", ["nobody-at-all", ghost])
-    assert answers == [[404, "unknown user: nobody-at-all"], [409, f"{ghost} is not online"]]
+    errors = mallory.evaluate("""ghost => Promise.all([
+        ['/chat/room/general/msg', {p_user: 'ann', text: 'forged'}, null],
+        ['/chat/rooms', {kind: 'room', room: 'fake'}, null],
+        ['/chat/room/no-such-room/msg', {text: 'x'}, null],
+        ['/chat/private', {text: 'x'}, {user: 'nobody-at-all'}],
+        ['/chat/private', {text: 'x'}, {user: ghost}],
+    ].map(([subject, fields, extra]) => new Promise(done => window.chat.client.publish(
+        subject, fields, extra || {}, e => done(e ? e.message : null)))))""", ghost)
+    assert errors == [None, "pushpy: not allowed to publish to /chat/rooms",
+                      "pushpy: not allowed to publish to /chat/room/no-such-room/msg",
+                      "pushpy: not allowed to publish to user:nobody-at-all",
+                      f"pushpy: user has no session: {ghost}"]
+    wait_for(reader, HAS_TEXT, "forged")
+    assert [text for sender, text in reader.evaluate(SHOWN) if sender == mallory_name] == ["forged"]
+    assert not [text for sender, text in reader.evaluate(SHOWN) if sender == "ann"]
 
 
 def test_hostile_names_and_messages_are_inert(app, open_page):

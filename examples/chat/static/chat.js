@@ -1,8 +1,9 @@
 /*
- * The chat page: plain ES5 on pushpy.js.  Receives through pushpy (any transport:
- * ?transport=iframe forces one), sends through the app's JSON API (/api/...),
- * which stamps the sender.  Everything other users wrote is shown with
- * textContent, never parsed as HTML.
+ * The chat page: plain ES5 on pushpy.js, over any transport (?transport=iframe
+ * forces one).  Messages and typing notices are published through pushpy; the
+ * sender shown is the event's p_user, which the server sets to the publisher's
+ * user.  The app's JSON API (/api/...) logs in and makes rooms and groups.
+ * Everything other users wrote is shown with textContent, never parsed as HTML.
  */
 (function (window, document) {
   'use strict';
@@ -92,11 +93,16 @@
     conv.joined = true;
     conv.loaded = conv.kind === 'user';
     if (conv.base) {
+      // Events sent to this user carry no id and any subject label: only published ones count here.
       state.client.subscribe(conv.base + '/msg', function (fields, event) {
-        received(conv, fields, event.id);
+        if (event.id) {
+          received(conv, fields, event.id);
+        }
       });
-      state.client.subscribe(conv.base + '/typing', function (fields) {
-        typing(conv, fields.from);
+      state.client.subscribe(conv.base + '/typing', function (fields, event) {
+        if (event.id) {
+          typing(conv, fields.p_user);
+        }
       });
       // Asked after the subscribe, answered after it (the server keeps a client's order): the
       // history overlaps what the subscription delivers, and duplicates are dropped by id.
@@ -156,12 +162,12 @@
       }
       conv.ids[id] = true;
     }
-    conv.messages.push({from: fields.from, text: fields.text, id: id});
+    conv.messages.push({from: fields.p_user, text: fields.text, id: id});
     if (conv.messages.length > 500) {
       conv.messages.shift();
     }
-    delete conv.typing[fields.from];
-    if (!old && state.current !== conv.key && fields.from !== state.user) {
+    delete conv.typing[fields.p_user];
+    if (!old && state.current !== conv.key && fields.p_user !== state.user) {
       conv.unread += 1;
     }
     render();
@@ -176,20 +182,58 @@
     setTimeout(renderTyping, TYPING_SHOWN + 50);
   }
 
-  /* An event sent to this user (every tab): private messages, typing, new groups. */
+  /*
+   * An event sent to this user (every tab): private messages and typing from a
+   * user (p_user says who; our own messages come back with `to`), new groups
+   * from the app (the server's events have no p_user).
+   */
   function personal(fields, event) {
     var other, conv;
-    if (event.subject === '/chat/private') {
-      other = fields.from === state.user ? fields.to : fields.from;
+    if (event.id || !event.subject) {
+      return;  // published on a subject, not sent to this user
+    }
+    if (event.subject === '/chat/private' && fields.p_user) {
+      other = fields.p_user === state.user ? fields.to : fields.p_user;
+      if (!other) {
+        return;
+      }
       conv = conversation('user:' + other, other);
       conv.joined = true;
       if (fields.kind === 'typing') {
-        typing(conv, fields.from);
+        typing(conv, fields.p_user);
       } else {
         received(conv, fields, null);
       }
-    } else if (event.subject === '/chat/groups' && fields.kind === 'group') {
+    } else if (event.subject === '/chat/groups' && !fields.p_user && fields.kind === 'group') {
       join(conversation('group:' + fields.group, fields.name));
+    }
+  }
+
+  /* Publish a message in `conv`: on its subject, or to the other user and then to our own tabs. */
+  function send(conv, text) {
+    var fields = {text: text, to: conv.name};
+    function failed(error) {
+      showError(error ? error.message.replace(/^pushpy: /, '') : '');
+      return !!error;
+    }
+    if (conv.kind !== 'user') {
+      state.client.publish(conv.base + '/msg', {text: text}, failed);
+    } else if (conv.name === state.user) {
+      state.client.publish('/chat/private', fields, {user: state.user}, failed);
+    } else {
+      state.client.publish('/chat/private', fields, {user: conv.name}, function (error) {
+        if (!failed(error)) {
+          state.client.publish('/chat/private', fields, {user: state.user}, failed);
+        }
+      });
+    }
+  }
+
+  function notifyTyping(conv) {
+    if (conv.kind !== 'user') {
+      state.client.publish(conv.base + '/typing', {});
+    } else if (conv.name !== state.user) {
+      state.client.publish('/chat/private', {kind: 'typing', to: conv.name}, {user: conv.name});
     }
   }
 
@@ -392,9 +436,7 @@
       if (!state.current || !/\S/.test(text)) {
         return;
       }
-      api('POST', 'say', {conversation: state.current, text: text}, function (error) {
-        showError(error);
-      });
+      send(state.conversations[state.current], text);
       $('text').value = '';
       state.lastTyping = 0;
     };
@@ -402,7 +444,7 @@
       var now = new Date().getTime();
       if (state.current && now - state.lastTyping > TYPING_EVERY) {
         state.lastTyping = now;
-        api('POST', 'typing', {conversation: state.current});
+        notifyTyping(state.conversations[state.current]);
       }
     };
     $('leave').onclick = function () {
