@@ -12,7 +12,8 @@ agent (another browser, or a private window).
 - An agent serves up to ``--capacity`` visitors at once, each in its own
   panel, and can transfer one to another available agent.  An agent whose
   pages have all been gone for ``--session-timeout`` seconds (pushpy's
-  presence says so) leaves the desk; their visitors go to other agents.
+  presence says so) leaves the desk; their visitors go to other agents.  A
+  visitor gone for twice that has their chat closed, freeing its place.
 - Pages only receive through pushpy: conversation events by subscription,
   desk and status news as events sent to every session of a user.  They send
   through this app's JSON API, which checks who may say what and stamps the
@@ -85,11 +86,15 @@ class Service:
     #: The server it publishes through (set once made: the server needs :meth:`authorizer` first).
     push: PushServer
 
-    def __init__(self, secret: str, capacity: int) -> None:
+    def __init__(self, secret: str, capacity: int, grace: float) -> None:
         self.secret = secret
         self.desk = Desk(capacity)
         #: Open conversations: visitor id -> the visitor's name.
         self.visitors: dict[str, str] = {}
+        #: Seconds a visitor with an open chat may have no pushpy session (a reload takes one).
+        self.grace = grace
+        #: When each visitor with an open chat was last seen online (or opened it).
+        self.seen: dict[str, float] = {}
 
     # -- identities ------------------------------------------------------------
 
@@ -158,6 +163,7 @@ class Service:
     def open(self, visitor: str, name: object) -> dict[str, Any]:
         if visitor not in self.visitors:
             self.visitors[visitor] = display_name(name, "Visitor " + visitor[:4])
+            self.seen[visitor] = time.monotonic()
             self.push.publish(conversation(visitor), {"role": "system", "from": "",
                                                       "text": "Chat opened. An agent will be with you soon."})
         self.apply(self.desk.open(visitor))
@@ -170,6 +176,7 @@ class Service:
         moves = self.desk.close(visitor)
         self.push.publish(conversation(visitor), {"role": "system", "from": "", "text": "The visitor left."})
         del self.visitors[visitor]
+        self.seen.pop(visitor, None)
         if agent:
             self.tell_agent(agent, kind="removed", visitor=visitor, reason="closed")
         self.tell_visitor(visitor)
@@ -215,16 +222,25 @@ class Service:
             raise ApiError(str(e), 409) from None
         self.apply(moves)
 
-    def check_agents(self) -> Deferred[None]:
-        """Take agents without a pushpy session off the desk (their visitors move on)."""
+    def check_presence(self) -> Deferred[None]:
+        """Take agents without a pushpy session off the desk (their visitors move on), and close
+        the chats of visitors who have had none for ``grace`` seconds (their agents get room)."""
 
         def check(online: dict[str, int]) -> None:
             for agent in self.desk.available_agents():
                 if AGENT + agent not in online:
                     log.info("agent {agent} is gone: their visitors move on", agent=agent)
                     self.set_available(agent, False)
+            now = time.monotonic()
+            for visitor in list(self.visitors):
+                if VISITOR + visitor in online:
+                    self.seen[visitor] = now
+                elif now - self.seen.get(visitor, now) > self.grace:
+                    log.info("visitor {visitor} is gone: chat closed", visitor=visitor)
+                    self.close(visitor)
 
-        return self.push.presence().addCallback(check)
+        return self.push.presence().addCallback(check).addErrback(
+            lambda failure: log.failure("presence check failed", failure))
 
     # -- telling people ----------------------------------------------------------
 
@@ -329,7 +345,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--interface", default="127.0.0.1")
     parser.add_argument("--capacity", type=int, default=3, help="visitors an agent serves at once")
     parser.add_argument("--session-timeout", type=float, default=30.0,
-                        help="seconds before an agent whose pages lost their connection leaves the desk")
+                        help="seconds before an agent whose pages lost their connection leaves the desk "
+                             "(and twice that before a visitor's chat is closed)")
     args = parser.parse_args(argv)
     if args.capacity < 1 or args.session_timeout <= 0:
         parser.error("--capacity and --session-timeout must be positive")
@@ -340,12 +357,12 @@ def main(argv: list[str] | None = None) -> None:
     heartbeat = int(min(5.0, args.session_timeout / 3) * 1000)
     config = Config(history_ttl_secs=24 * 3600, queue_read_timeout_millis=max(heartbeat, 200),
                     session_check_millis=500, native_session_timeout_secs=args.session_timeout)
-    service = Service(secrets.token_urlsafe(32), args.capacity)
+    service = Service(secrets.token_urlsafe(32), args.capacity, grace=args.session_timeout)
     push = service.push = PushServer(config, authorizer=service.authorizer())
     push.startService()
     reactor.addSystemEventTrigger("before", "shutdown", push.stopService)
-    checker = LoopingCall(service.check_agents)
-    checker.start(1.0, now=False).addErrback(lambda f: log.failure("agent check failed", f))
+    checker = LoopingCall(service.check_presence)
+    checker.start(1.0, now=False)
     port = reactor.listenTCP(args.port, make_site(push, service), interface=args.interface)
     log.info("customer service on http://{host}:{port}/ (agents: /agent/)",
              host=args.interface, port=port.getHost().port)

@@ -155,6 +155,20 @@ def test_gone_agent_hands_visitors_on(app, open_page):
     wait_for(guest, "() => window.visitor.status === 'You are talking to bob'")
 
 
+def test_gone_visitor_frees_the_agent(app, open_page):
+    """A visitor whose browser is gone for good has the chat closed: the agent's place goes to the queue."""
+    ann = agent(open_page, app, "ann")
+    first, second = visitor(open_page, app, "Abe"), visitor(open_page, app, "Bea")
+    third = visitor(open_page, app, "Cal")
+    wait_for(third, "() => window.visitor.status === 'Waiting for an agent (you are number 1)'")
+    first.context.close()
+    wait_for(ann, "v => !document.querySelector(`.panel[data-visitor='${v}']`)", first.visitor_id,
+             timeout=20_000)
+    wait_for(third, "() => window.visitor.status === 'You are talking to ann'")
+    panel_has(ann, third.visitor_id, "ann is now helping you.")
+    assert second.evaluate("() => window.visitor.status") == "You are talking to ann"
+
+
 def test_visitor_api_refusals(app, open_page):
     """A visitor cannot act as an agent, read another's conversation (pushpy's history query asks the
     authorizer), or write before opening a chat."""
