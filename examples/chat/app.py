@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import reactor
 from twisted.logger import (
     FilteringLogObserver,
     Logger,
@@ -228,6 +227,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--session-timeout", type=float, default=30.0,
                         help="seconds a user stays online after their last page lost its connection")
     args = parser.parse_args(argv)
+    from twisted.internet import reactor
+
     if args.session_timeout <= 0:
         parser.error("--session-timeout must be positive")
     info_and_up = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)

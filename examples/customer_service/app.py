@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import (
@@ -163,7 +162,7 @@ class Service:
     def open(self, visitor: str, name: object) -> dict[str, Any]:
         if visitor not in self.visitors:
             self.visitors[visitor] = display_name(name, "Visitor " + visitor[:4])
-            self.seen[visitor] = time.monotonic()
+            self.seen[visitor] = self.push.clock.seconds()
             self.push.publish(conversation(visitor), {"role": "system", "from": "",
                                                       "text": "Chat opened. An agent will be with you soon."})
         self.apply(self.desk.open(visitor))
@@ -231,7 +230,7 @@ class Service:
                 if AGENT + agent not in online:
                     log.info("agent {agent} is gone: their visitors move on", agent=agent)
                     self.set_available(agent, False)
-            now = time.monotonic()
+            now = self.push.clock.seconds()
             for visitor in list(self.visitors):
                 if VISITOR + visitor in online:
                     self.seen[visitor] = now
@@ -348,6 +347,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="seconds before an agent whose pages lost their connection leaves the desk "
                              "(and twice that before a visitor's chat is closed)")
     args = parser.parse_args(argv)
+    from twisted.internet import reactor
+
     if args.capacity < 1 or args.session_timeout <= 0:
         parser.error("--capacity and --session-timeout must be positive")
     info_and_up = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
