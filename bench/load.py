@@ -95,8 +95,8 @@ class PullRecipe:
     """A request/response loop: ``first``, then ``next`` after each response.
 
     :param id_pattern: a regex whose group 1 in the first response is the
-        session id put for ``{sid}`` in ``next``; without one, the first
-        response already counts as a cycle.
+        session id put for ``{sid}`` in ``next`` (a named group ``(?P<key>...)``
+        fills ``{key}``); without one, the first response already counts as a cycle.
     """
 
     first: bytes
@@ -288,7 +288,8 @@ class PullConn(asyncio.Protocol):
                 self.transport.close()
                 return
             self.sid = match.group(1)
-            self.next = _fill(self.recipe.next, channel=self.channel, sid=self.sid)
+            values = {"sid": self.sid, **match.groupdict()}  # named groups fill their own {name}
+            self.next = _fill(self.recipe.next, channel=self.channel, **values)
             self.waiter.set_result(None)
         else:
             w.cycles += 1

@@ -97,11 +97,11 @@ _NATIVE_WS = StreamRecipe(steps=(
                       b"Sec-WebSocket-Key: cHVzaHB5LWJlbmNoLWtleQ==\r\n")),
     ("wait", _OPEN),
 ))
-# The first request is a poll (answers at once with the session), then long-polls continue it.
+# The first request is a poll (answers at once with the session and its key), then long-polls continue it.
 _NATIVE_LONGPOLL = PullRecipe(
     first=http_get(b"/pushlet/poll?subject=/{channel}"),
-    next=http_get(b"/pushlet/longpoll?session={sid}"),
-    id_pattern=rb'"session":"([^"]+)"',
+    next=http_get(b"/pushlet/longpoll?session={sid}&session_key={key}"),
+    id_pattern=rb'"session":"([^"]+)".*?"session_key":"(?P<key>[^"]+)"',
 )
 
 # -- python-socketio on aiohttp ---------------------------------------------------------

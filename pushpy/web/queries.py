@@ -4,7 +4,7 @@
 events of exactly that subject (at most ``history.query.max``), oldest
 first, as native ``event`` messages with their resume ids (``epoch:offset``)::
 
-    {"subject": "/chat/room1", "events": [{"type": "event", "id": "e:7", ...}]}
+    {"subject": "/chat/room1", "events": [{"type": "event", "id": "e:7", ...}], "position": "e:7"}
 
 ``GET .../presence?subject=/chat/room1`` answers who is on that subject
 cluster-wide (``/online``: who has a session at all), with how many sessions::
@@ -86,8 +86,10 @@ class Queries:
     def history(self, session: Session, subject: str, count: int) -> Any:
         """``{"subject", "events"}`` (or a Deferred of it) if ``session`` may subscribe to ``subject``."""
         def query(_: object) -> Deferred:
+            position = self.server.backplane.position  # before the events: nothing falls between
             return self.server.history(subject, count).addCallback(lambda found: {
-                "subject": subject, "events": [event_message(event) for event in found]})
+                "subject": subject, "events": [event_message(event) for event in found],
+                "position": found[-1].position if found else position})
 
         return then(ask(self.server.authorizer.subscribe, session, subject), query)
 

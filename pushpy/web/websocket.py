@@ -239,7 +239,9 @@ class PushpyWebSocket(WebSocketServerProtocol):
                 transport.unregisterProducer()
 
     def send_text(self, text: str) -> None:
-        """Send one text frame."""
+        """Send one text frame (nothing once the closing handshake started, e.g. after a ``leave``)."""
+        if self.state != self.STATE_OPEN:
+            return
         self.sendMessage(text.encode("utf-8"), isBinary=False)
 
     def close_with(self, code: int, reason: str) -> None:

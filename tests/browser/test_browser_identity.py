@@ -72,3 +72,10 @@ def test_users_presence_history_and_session_key(open_page, server, transport):
     assert ann_page.state(ann)["session"] == session
     assert bob_page.js("([i]) => H.clients[i].all.some(function (e) { return e.fields.text === 'psst'; })",
                        [bob]) is False
+    ann_page.js("([i]) => H.clients[i].client.leave()", [ann])
+    for _ in range(100):  # leave ends the session at once: presence follows
+        error, users = ask(bob_page, bob, "presence", room)
+        if users == {"bob": 1}:
+            break
+        bob_page.js("() => new Promise(function (resolve) { setTimeout(resolve, 50); })")
+    assert users == {"bob": 1}

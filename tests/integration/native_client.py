@@ -379,7 +379,7 @@ class NativeHarness:
         return None
 
     def url(self, path: str, params: dict[str, str] | None = None) -> str:
-        """The URL of ``path``; a ``session`` goes with its key unless ``session_key`` is given (even None)."""
+        """The URL of ``path``; a ``session`` goes with its key unless ``session_key`` is given (or None)."""
         params = dict(params or {})
         if params.get("session") and "session_key" not in params:
             params["session_key"] = self.key_of(params["session"])

@@ -10,7 +10,8 @@ import json
 
 import pytest_twisted
 import treq
-from native_client import events, eventually, of_type, sleep, xml_events
+from native_client import events, of_type, sleep, xml_events
+from server_support import eventually
 
 from pushpy.auth import CallbackAuthorizer, mint_token
 from pushpy.errors import ClientError
@@ -160,12 +161,13 @@ async def test_presence_events_and_query_follow_sessions(native_server):
 @pytest_twisted.ensureDeferred
 async def test_presence_leaves_when_the_session_expires(native_server):
     """A client that goes away without leaving leaves presence when its session's lease ends."""
-    server = native_server(native_session_timeout_secs=0.3, **LOCKED)
+    # The watcher's lease is renewed by its heartbeats (every 0.2 s); the dropped client's runs out after 1 s.
+    server = native_server(native_session_timeout_secs=1.0, queue_read_timeout_millis=200, **LOCKED)
     watcher = await server.ws(subject="/presence/chat/", token=token("wendy"))
     gone = await server.ws(subject="/chat/room2", token=token("ann"))
     await watcher.wait(lambda w: len(events(w.messages)) >= 1)
     gone.disconnect()
-    await watcher.wait(lambda w: len(events(w.messages)) >= 2, timeout=3.0)
+    await watcher.wait(lambda w: len(events(w.messages)) >= 2, timeout=5.0)
     assert [m["fields"]["action"] for m in events(watcher.messages)] == ["join", "leave"]
     code, body = await server.get_json("presence", subject="/chat/room2", token=token("wendy"))
     assert (code, body["users"]) == (200, {})
@@ -183,6 +185,9 @@ async def test_history_query_over_http_and_native_messages(native_server):
     assert code == 200 and body["subject"] == "/chat/room1"
     assert [(e["id"], e["fields"]["text"]) for e in body["events"]] == [(ids[3], "m3"), (ids[4], "m4")]
     assert body["events"][0]["type"] == "event" and body["events"][0]["subject"] == "/chat/room1"
+    assert body["position"] == ids[4]
+    code, body = await server.get_json("history", subject="/chat/empty", token=token("ann"))
+    assert (code, body["events"], body["position"]) == (200, [], server.push.backplane.position)
     code, body = await server.get_json("history", subject="/chat/room1", count="50", token=token("ann"))
     assert [e["fields"]["text"] for e in body["events"]] == ["m2", "m3", "m4"]  # capped at 3
     ws = await server.ws(token=token("ann"))
@@ -289,3 +294,17 @@ async def test_anonymous_publishers_cannot_forge_a_user(native_server):
     await reader.wait(lambda r: len(events(r.messages)) >= 2)
     assert [("p_user" in m["fields"], m["fields"]["text"]) for m in events(reader.messages)] == [
         (False, "x"), (False, "y")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_leave_over_a_websocket_ends_the_session_cleanly(native_server):
+    """``leave`` on a WebSocket ends the session at once: a ``close`` (reason leave), a clean close frame."""
+    server = native_server(**LOCKED)
+    ws = await server.ws(subject="/chat/room3", token=token("ann"))
+    session_id = ws.messages[0]["session"]
+    ws.send({"type": "leave", "ref": 1})
+    await ws.wait(lambda c: c.finished)
+    assert of_type(ws.messages, "close") == [{"type": "close", "reason": "leave"}]
+    assert ws.close_code == 1000 and session_id not in server.sessions
+    _, body = await server.get_json("presence", subject="/chat/room3", token=token("wendy"))
+    assert body["users"] == {}

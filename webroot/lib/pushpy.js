@@ -500,6 +500,27 @@
       return this;
     },
 
+    /** End the session on the server now (it leaves presence at once), then close. */
+    leave: function () {
+      var conn = this._conn, text = JSON.stringify({type: 'leave'}), xhr;
+      if (this.state === 'open' && this.session) {
+        if (conn && conn.send && conn.opened && !conn.ended) {
+          try {
+            conn.send(text);  // sent before the closing handshake
+          } catch (e) {
+            // the connection is going anyway: the session then ends when its lease runs out
+          }
+        } else {
+          xhr = new XMLHttpRequest();
+          xhr.open('POST', this.url + 'send?' + query({session: this.session, session_key: this.sessionKey,
+                                                       token: this.token}), true);
+          xhr.setRequestHeader('Content-Type', 'application/json');
+          xhr.send(text);
+        }
+      }
+      this.close();
+    },
+
     /** Close for good: no reconnect; pending callbacks get an error. */
     close: function () {
       var wasOpen = this.state === 'open';
