@@ -67,6 +67,8 @@ class AppAPI(Resource):
     """
 
     isLeaf = True
+    #: ``(method, name)`` to handler, filled in below the class.
+    routes: dict[tuple[bytes, str], Any] = {}
 
     def __init__(self, inbox: Inbox, authorizer: TokenAuthorizer) -> None:
         super().__init__()
@@ -80,13 +82,13 @@ class AppAPI(Resource):
         return self._answer(request, b"POST")
 
     def _answer(self, request: Request, method: bytes) -> bytes:
-        name = request.postpath[0].decode("utf-8", "replace") if request.postpath else ""
-        handler = getattr(self, f"{method.decode().lower()}_{name}", None)
+        name = request.postpath[0].decode("utf-8", "replace") if len(request.postpath) == 1 else ""
+        handler = self.routes.get((method, name))
         try:
             if handler is None:
                 raise ClientError(f"no {method.decode()} api/{name[:40]}", 404)
             body = _json_body(request) if method == b"POST" else {}
-            result = handler(request, body)
+            result = handler(self, request, body)
         except ClientError as e:
             request.setResponseCode(e.status or 400)
             result = {"error": e.reason}
@@ -139,6 +141,11 @@ class AppAPI(Resource):
             raise ClientError(f"body: at most {MAX_BODY} characters")
         self.inbox.notify(to, title.strip(), text, sender=sender)
         return {"sent": to}
+
+
+AppAPI.routes = {(b"POST", "login"): AppAPI.post_login, (b"POST", "logout"): AppAPI.post_logout,
+                 (b"GET", "inbox"): AppAPI.get_inbox, (b"POST", "read"): AppAPI.post_read,
+                 (b"POST", "send"): AppAPI.post_send}
 
 
 def _json_body(request: Request) -> dict[str, Any]:
