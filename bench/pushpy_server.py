@@ -39,6 +39,35 @@ from twisted.web.server import Request
 REPO = Path(__file__).resolve().parent.parent
 
 
+class SocketIOPublish(Resource):
+    """``POST /publish?channel=NAME``: ``sio.emit('m', body, to=NAME)``, as ``sio_server.py`` does."""
+
+    isLeaf = True
+
+    def __init__(self, sio: Any) -> None:
+        super().__init__()
+        self.sio = sio
+
+    def render_POST(self, request: Request) -> bytes:
+        channel = request.args.get(b"channel", [b"bench"])[0].decode()
+        self.sio.emit("m", request.content.read().decode(), to=channel)
+        request.setHeader(b"content-type", b"text/plain")
+        return b"ok"
+
+
+def socketio_app(server: Any) -> Any:
+    """The same application as ``sio_server.py``: a client joins the room named by ``?room=``."""
+    from urllib.parse import parse_qs
+
+    sio = server.socketio
+
+    @sio.on("connect")
+    def connect(sid: str, environ: dict, auth: object = None) -> None:
+        sio.enter_room(sid, parse_qs(environ.get("QUERY_STRING", "")).get("room", ["bench"])[0])
+
+    return sio
+
+
 class BenchPublish(Resource):
     """``POST /bench/publish?channel=NAME``: publish the body as field ``m`` on ``/NAME``."""
 
@@ -75,13 +104,16 @@ def main() -> None:
     # the one publisher session sends thousands of messages a second (no limit.publish.rate). Settings
     # that the served revision does not know are left out.
     settings = {"queue_read_timeout_millis": int(args.heartbeat * 1000), "stream_max_bytes": 2**62,
-                "limit_publish_rate": 0.0}
+                "limit_publish_rate": 0.0, "socketio_ping_interval_millis": int(args.heartbeat * 1000),
+                "socketio_ping_timeout_millis": int(max(20.0, 2 * args.heartbeat) * 1000)}
     config = Config(**{k: v for k, v in settings.items() if k in Config.__dataclass_fields__})
     server = PushServer(config, reactor=reactor)
     site = build_site(server)
     bench = Resource()
     bench.putChild(b"publish", BenchPublish(server))
     site.resource.putChild(b"bench", bench)
+    if hasattr(server, "socketio"):  # the Socket.IO endpoint (the pushpy-socketio target)
+        site.resource.putChild(b"publish", SocketIOPublish(socketio_app(server)))
     server.startService()
     port = reactor.listenTCP(args.port, site, backlog=4096, interface="127.0.0.1")
     parent = os.getppid()

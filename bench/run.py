@@ -505,6 +505,7 @@ GOALS = [
     *[("fanout", "deliveries/s", t, ">=", 0.7, "naive-transport") for t in ("pushlet-xml", "pushpy-sse")],
     *[("fanout", "server CPU us/delivery", t, "<=", 1.0, "naive") for t in ("pushlet-xml", "pushpy-sse")],
     ("fanout", "deliveries/s", "pushpy-ws", ">=", 3.0, "python-socketio"),
+    ("fanout", "deliveries/s", "pushpy-socketio", ">=", 3.0, "python-socketio"),
     *[("latency", "p99 ms", t, "<=", 1.0, "naive") for t in ("pushlet-xml", "pushpy-sse")],
     *[("idle", "KB/conn", t, "<=", 10.0, None) for t in ("pushlet-xml", "pushpy-sse", "pushpy-ws")],
     *[("idle", "server CPU %", t, "<", 5.0, None) for t in ("pushlet-xml", "pushpy-sse", "pushpy-ws")],

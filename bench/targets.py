@@ -146,4 +146,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            note="pushpy native long-poll (poll first, then longpoll?session=)"),
     Target("python-socketio", "sio_server.py", stream=_SIO_STREAM, publish=_NAIVE_PUBLISH,
            note="python-socketio on aiohttp, Engine.IO websocket"),
+    # The same load client and the same publish request as python-socketio: room per channel,
+    # POST /publish emits "m" to the room (pushpy_server.py), through pushpy's backplane.
+    Target("pushpy-socketio", "pushpy_server.py", stream=_SIO_STREAM, publish=_NAIVE_PUBLISH,
+           note="pushpy's Socket.IO endpoint, Engine.IO websocket"),
 )}

@@ -128,6 +128,25 @@ class Config:
     #: without credentials.  Same-origin requests are always allowed.
     origins_allowed: str = ""
 
+    # -- Socket.IO endpoint (docs/socketio.md) --
+    #: Serve Engine.IO v4 / Socket.IO v5 at ``socketio.path`` (and ``<root>socket.io/``).
+    socketio_enabled: bool = True
+    socketio_path: str = "/socket.io/"
+    #: Engine.IO transports offered: ``polling``, ``websocket``.
+    socketio_transports: tuple[str, ...] = ("polling", "websocket")
+    socketio_ping_interval_millis: int = 25_000
+    socketio_ping_timeout_millis: int = 20_000
+    #: Largest Engine.IO message or polling body (``maxHttpBufferSize``).
+    socketio_max_http_buffer_size: int = 1_000_000
+    #: Binary attachments of one Socket.IO packet at most.
+    socketio_max_attachments: int = 10
+    #: Connection state recovery: ``pid`` in CONNECT, positions appended to room events.
+    socketio_recovery: bool = False
+    #: Namespaces clients may connect to besides ``/`` and those with handlers (``*``: any).
+    socketio_namespaces: tuple[str, ...] = ()
+    #: Answer the ``subscribe``/``unsubscribe``/``publish`` events when the application does not.
+    socketio_builtin_events: bool = True
+
     # -- operations (docs/configuration.md) --
     #: Serve ``<root>stats`` (JSON) and ``<root>metrics`` (Prometheus).
     metrics_enabled: bool = True

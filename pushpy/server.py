@@ -203,8 +203,22 @@ class PushServer(Service):
             b"presence": QueryResource(self, "presence"),
             **stats_resources(self),
         }
+        if self.config.socketio_enabled:
+            from pushpy.web.socketio import socketio_resource
+
+            guarded[b"socket.io"] = socketio_resource(self)
         return {**{name: OriginGuard(resource, policy) for name, resource in guarded.items()},
                 b"ws": websocket_resource(self), b"api": api}
+
+    @property
+    def socketio(self) -> Any:
+        """The Socket.IO application of this server (:class:`pushpy.socketio.SocketIO`)."""
+        app = self.__dict__.get("_socketio")
+        if app is None:
+            from pushpy.socketio import SocketIO
+
+            app = self.__dict__["_socketio"] = SocketIO(self)
+        return app
 
     # -- service ------------------------------------------------------------
 
@@ -236,6 +250,9 @@ class PushServer(Service):
         had_sessions = bool(self.dispatcher.sessions)
         transports = open_transports(self.dispatcher)
         self.dispatcher.shutdown()
+        engine = getattr(self.__dict__.get("_socketio"), "engine", None)
+        if engine is not None:
+            engine.shutdown()  # Engine.IO sessions not (or no longer) in a namespace
         self.scheduler.flush_pending()
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stop()

@@ -80,11 +80,32 @@ def build_resource(server: PushServer, *, webroot: str | Path | None = None,
         mount: Resource = WebRoot(str(folder))
     else:
         mount = Resource()
-    for name, resource in server.resources().items():
+    resources = server.resources()
+    for name, resource in resources.items():
         mount.putChild(name, resource)
     segments = normalize_root(root)
-    if not segments:
-        return mount
+    top = _mount(mount, segments) if segments else mount
+    if b"socket.io" in resources:  # also where Socket.IO clients look by default
+        _place(top, server.config.socketio_path, resources[b"socket.io"])
+    return top
+
+
+def _place(top: Resource, path: str, resource: Resource) -> None:
+    """Mount ``resource`` at ``path`` below ``top``, reusing the folders already there."""
+    parts = [p.encode() for p in path.strip("/").split("/") if p]
+    if not parts:
+        return
+    parent = top
+    for part in parts[:-1]:
+        child = parent.children.get(part)
+        if child is None:
+            child = Resource()
+            parent.putChild(part, child)
+        parent = child
+    parent.putChild(parts[-1], resource)
+
+
+def _mount(mount: Resource, segments: list[bytes]) -> Resource:
     top = Resource()
     parent = top
     for segment in segments[:-1]:

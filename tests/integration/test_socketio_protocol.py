@@ -1,0 +1,191 @@
+"""The Engine.IO / Socket.IO endpoint over real loopback HTTP: handshake, pings, bad input.
+
+The real clients (Node, Chromium, python-socketio) are in ``tests/socketio``;
+here raw requests check the protocol's answers to what no client library sends.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest_twisted
+import treq
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+
+SEP = "\x1e"
+
+
+def url(harness, query: str, path: str = "/socket.io/") -> str:
+    return f"{harness.origin}{path}?EIO=4&{query}"
+
+
+async def get(harness, query: str, path: str = "/socket.io/"):
+    response = await harness.client.get(url(harness, query, path), timeout=5)
+    return response.code, await response.text("utf-8")
+
+
+async def post(harness, query: str, body: bytes):
+    response = await harness.client.post(url(harness, query), data=body, timeout=5)
+    return response.code, await response.text("utf-8")
+
+
+async def handshake(harness, path: str = "/socket.io/") -> tuple[str, dict]:
+    code, body = await get(harness, "transport=polling", path)
+    assert code == 200 and body.startswith('0{"sid"')
+    info = json.loads(body[1:])
+    return info["sid"], info
+
+
+async def connect_namespace(harness, sid: str) -> str:
+    assert await post(harness, f"transport=polling&sid={sid}", b"40") == (200, "ok")
+    code, body = await get(harness, f"transport=polling&sid={sid}")
+    assert code == 200 and body.startswith('40{"sid"'), body
+    return json.loads(body[2:])["sid"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_handshake_at_the_default_path_and_under_the_root(serve):
+    harness = serve(socketio_ping_interval_millis=25_000)
+    sid, info = await handshake(harness)
+    assert info["upgrades"] == ["websocket"] and info["pingInterval"] == 25_000
+    assert info["pingTimeout"] == 20_000 and info["maxPayload"] == 1_000_000
+    await handshake(harness, "/pushlet/socket.io/")
+    socket_id = await connect_namespace(harness, sid)
+    assert socket_id in harness.sessions
+
+
+@pytest_twisted.ensureDeferred
+async def test_protocol_errors(serve):
+    harness = serve()
+    assert await get(harness, "transport=polling&sid=nope") == (
+        400, '{"code":1,"message":"Session ID unknown"}')
+    response = await harness.client.get(f"{harness.origin}/socket.io/?EIO=3&transport=polling")
+    assert response.code == 400 and json.loads(await response.text())["code"] == 5
+    assert (await get(harness, "transport=carrier-pigeon"))[0] == 400
+    code, body = await post(harness, "transport=polling", b"40")
+    assert code == 400 and json.loads(body)["code"] == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_malformed_packets_close_only_their_session(serve):
+    harness = serve()
+    bad_engine, _ = await handshake(harness)
+    bad_socketio, _ = await handshake(harness)
+    good, _ = await handshake(harness)
+    good_socket = await connect_namespace(harness, good)
+    code, body = await post(harness, f"transport=polling&sid={bad_engine}", b"9nonsense")
+    assert code == 400 and json.loads(body)["code"] == 3
+    assert await post(harness, f"transport=polling&sid={bad_socketio}", b'42{"not":"an array"}') == (
+        200, "ok")
+    for sid in (bad_engine, bad_socketio):
+        assert (await get(harness, f"transport=polling&sid={sid}"))[0] == 400
+    # The good session still works: an event with an ack id gets its ack (built-in subscribe).
+    body = '421["subscribe","/ok"]'
+    assert await post(harness, f"transport=polling&sid={good}", body.encode()) == (200, "ok")
+    assert await get(harness, f"transport=polling&sid={good}") == (200, '431[{"ok":true}]')
+    assert harness.sessions[good_socket].subscriptions
+
+
+@pytest_twisted.ensureDeferred
+async def test_oversized_payload_is_413_and_closes_the_session(serve):
+    harness = serve(socketio_max_http_buffer_size=1_000)
+    sid, info = await handshake(harness)
+    assert info["maxPayload"] == 1_000
+    socket_id = await connect_namespace(harness, sid)
+    code, _ = await post(harness, f"transport=polling&sid={sid}", b'42["x","' + b"a" * 2_000 + b'"]')
+    assert code == 413
+    assert (await get(harness, f"transport=polling&sid={sid}"))[0] == 400
+    assert socket_id not in harness.sessions
+
+
+@pytest_twisted.ensureDeferred
+async def test_overlapping_polls_are_refused(serve):
+    harness = serve()
+    sid, _ = await handshake(harness)
+    first = harness.client.get(url(harness, f"transport=polling&sid={sid}"), timeout=5)
+    await deferLater(reactor, 0.1, lambda: None)
+    code, body = await get(harness, f"transport=polling&sid={sid}")
+    assert code == 400 and json.loads(body)["code"] == 3
+    response = await first
+    assert response.code == 200 and (await response.text()).endswith("1")  # the close packet
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_pings_and_closes_a_session_without_pongs(serve):
+    harness = serve(socketio_ping_interval_millis=200, socketio_ping_timeout_millis=300)
+    sid, _ = await handshake(harness)
+    socket_id = await connect_namespace(harness, sid)
+    assert await get(harness, f"transport=polling&sid={sid}") == (200, "2")
+    assert await post(harness, f"transport=polling&sid={sid}", b"3") == (200, "ok")
+    assert await get(harness, f"transport=polling&sid={sid}") == (200, "2")  # the next ping
+    for _ in range(100):  # no pong this time: closed after the ping timeout
+        if socket_id not in harness.sessions:
+            break
+        await deferLater(reactor, 0.05, lambda: None)
+    assert socket_id not in harness.sessions
+    assert (await get(harness, f"transport=polling&sid={sid}"))[0] == 400
+
+
+@pytest_twisted.ensureDeferred
+async def test_websocket_only_handshake_and_unknown_sid_upgrade(serve):
+    harness = serve()
+    response = await treq.get(url(harness, "transport=websocket&sid=unknown"),
+                              headers={"Connection": "Upgrade", "Upgrade": "websocket",
+                                       "Sec-WebSocket-Version": "13",
+                                       "Sec-WebSocket-Key": "cHVzaHB5LXRlc3Qta2V5IQ=="}, timeout=5)
+    assert response.code == 400 and json.loads(await response.text())["code"] == 1
+    response = await treq.get(url(harness, "transport=websocket"), timeout=5)
+    assert response.code == 400  # not an upgrade request
+
+
+@pytest_twisted.ensureDeferred
+async def test_shutdown_sends_the_close_packet(serve):
+    harness = serve()
+    sid, _ = await handshake(harness)
+    socket_id = await connect_namespace(harness, sid)
+    idle, _ = await handshake(harness)  # in no namespace: closed by the Engine.IO layer itself
+    waiting = [harness.client.get(url(harness, f"transport=polling&sid={s}"), timeout=5) for s in (sid, idle)]
+    await deferLater(reactor, 0.1, lambda: None)
+    await harness.push.stopService()
+    for pending in waiting:
+        response = await pending
+        assert response.code == 200 and (await response.text()).endswith("1")
+    assert socket_id not in harness.sessions
+
+
+@pytest_twisted.ensureDeferred
+async def test_pongs_keep_an_idle_socket_alive_past_its_lease(serve):
+    harness = serve(socketio_ping_interval_millis=100, socketio_ping_timeout_millis=2_000,
+                    native_session_timeout_secs=0.3)
+    sid, _ = await handshake(harness)
+    socket_id = await connect_namespace(harness, sid)
+    started = reactor.seconds()
+    while reactor.seconds() - started < 1.0:  # three leases long, answering every ping
+        assert await get(harness, f"transport=polling&sid={sid}") == (200, "2")
+        assert await post(harness, f"transport=polling&sid={sid}", b"3") == (200, "ok")
+    assert socket_id in harness.sessions
+
+
+@pytest_twisted.ensureDeferred
+async def test_connect_auth_payload_is_the_join_credentials(serve):
+    from pushpy.auth import mint_token
+
+    harness = serve(auth_token_secret="s3cret-long-enough-secret")
+    sid, _ = await handshake(harness)
+    assert await post(harness, f"transport=polling&sid={sid}", b'40{"token":"forged"}') == (200, "ok")
+    code, body = await get(harness, f"transport=polling&sid={sid}")
+    assert code == 200 and body.startswith('44{"message":')
+    token = mint_token("s3cret-long-enough-secret", "ann", subscribe=["/chat/"])
+    connect = b'40{"token":"' + token.encode() + b'"}'
+    assert await post(harness, f"transport=polling&sid={sid}", connect) == (200, "ok")
+    code, body = await get(harness, f"transport=polling&sid={sid}")
+    socket_id = json.loads(body[2:])["sid"]
+    assert harness.sessions[socket_id].user == "ann"
+    packets = b'421["subscribe","/chat/a"]' + SEP.encode() + b'422["subscribe","/secret"]'
+    assert await post(harness, f"transport=polling&sid={sid}", packets) == (200, "ok")
+    code, body = await get(harness, f"transport=polling&sid={sid}")
+    first, second = body.split(SEP)
+    assert first == '431[{"ok":true}]'
+    assert second.startswith('432[{"error":')
+    assert [s.subject for s in harness.sessions[socket_id].subscriptions.values()] == ["#/", "/chat/a"]
