@@ -304,7 +304,8 @@ class Connection:
             now = server.clock.seconds()
             agent = (credentials.headers.get("user-agent") or "unknown").lower()
             session = server.dispatcher.join(now, format=P.FORMAT_JSON, user_agent=agent,
-                                             address=credentials.address, params=credentials.params)
+                                             address=credentials.address, params=credentials.params,
+                                             user=identity.user)
             try:
                 adopt(server, session, identity, credentials)
                 session.data[NAMESPACE] = nsp
