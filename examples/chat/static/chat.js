@@ -423,11 +423,9 @@
     };
     $('logout').onclick = function () {
       // Leave pushpy at once (the online list updates now, not after the session timeout).
-      state.client.send({type: 'leave'}, function () {
-        state.client.close();  // no reconnect
-        api('POST', 'logout', {}, function () {
-          window.location.reload();
-        });
+      state.client.leave();
+      api('POST', 'logout', {}, function () {
+        window.location.reload();
       });
     };
     $('say-form').onsubmit = function (e) {
