@@ -1,7 +1,8 @@
 """Presence and user routing on a server: who is on which subject, cluster-wide.
 
 :class:`PresenceTracker` watches the dispatcher: a session with a user is
-present on :data:`~pushpy.core.presence.ONLINE` from join to end, and on
+present on :data:`~pushpy.core.presence.ONLINE` from its first ``listen`` to its
+end (a join refused before it listens never shows), and on
 every subject it subscribes to (:func:`~pushpy.core.presence.presence_subjects`)
 until it unsubscribes or ends (leave, disconnect, expiry, overflow).  The
 state lives in the backplane (``presence_enter``/``presence_leave``/``presence``
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
 #: Key in ``Session.data`` of the subjects a session is present on.
 PRESENT = "pushpy.presence"
+#: Key in ``Session.data``: the session is present on :data:`ONLINE`.
+IS_ONLINE = "pushpy.online"
 
 
 def stamp_user(fields: dict[str, str], session: Session) -> None:
@@ -46,12 +49,13 @@ class PresenceTracker:
     def __init__(self, server: PushServer) -> None:
         self.server = server
         dispatcher = server.dispatcher
-        dispatcher.on_join.append(self.joined)
+        dispatcher.on_listen.append(self.listening)
         dispatcher.on_subscriptions.append(self.changed)
         dispatcher.on_end.append(self.ended)
 
-    def joined(self, session: Session) -> None:
+    def listening(self, session: Session) -> None:
         if session.user is not None:
+            session.data[IS_ONLINE] = True
             self._enter(ONLINE, session)
 
     def changed(self, session: Session) -> None:
@@ -73,7 +77,8 @@ class PresenceTracker:
         before: set[str] = session.data.pop(PRESENT, set())  # type: ignore[assignment]
         for subject in sorted(before):
             self._leave(subject, session)
-        self._leave(ONLINE, session)
+        if session.data.pop(IS_ONLINE, False):
+            self._leave(ONLINE, session)
 
     def _enter(self, subject: str, session: Session) -> None:
         user = session.user or ""

@@ -116,7 +116,9 @@ class SocketIO:
         ``data`` is the one argument, a tuple the arguments.  Every emit is a
         pushpy event published through the backplane; room emits are kept in
         history (and recovered after reconnects).  ``callback`` asks one
-        socket (of this process) for an acknowledgement.  Returns the events.
+        socket (of this process) for an acknowledgement.  Returns what
+        ``publish_event`` returned for each target (the stored events, or
+        Deferreds of them with a clustered backplane).
         """
         namespace = namespace or "/"
         args = list(data) if isinstance(data, tuple) else ([] if data is None else [data])
@@ -341,8 +343,9 @@ class SocketIO:
         subject = room_subject(room, socket.nsp)
 
         def publish(_: object) -> Any:
-            events = self.emit(event, tuple(args), to=room, namespace=socket.nsp)
-            return {"ok": True, "id": events[0].position}
+            stored = self.emit(event, tuple(args), to=room, namespace=socket.nsp)[0]
+            # A clustered backplane answers with a Deferred of the stored event.
+            return then(stored, lambda e: {"ok": True, "id": getattr(e, "position", None)})
 
         return then(ask(self.server.authorizer.publish, session, subject), publish)
 

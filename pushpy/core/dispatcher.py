@@ -66,6 +66,8 @@ class Dispatcher:
         self.on_join: list[Callable[[Session], None]] = []
         #: Called with a live session after its subscriptions changed (subscribe, unsubscribe).
         self.on_subscriptions: list[Callable[[Session], None]] = []
+        #: Called with a session when it starts listening (its first ``listen``).
+        self.on_listen: list[Callable[[Session], None]] = []
 
     # -- sessions ---------------------------------------------------------
 
@@ -132,8 +134,12 @@ class Dispatcher:
     def listen(self, session: Session, mode: str | None, now: float) -> str:
         """Start listening in the effective mode; return that mode."""
         session.mode = select_mode(mode, session.user_agent, self.config)
+        first = session.state is SessionState.JOINED
         session.state = SessionState.LISTENING
         session.last_alive = now
+        if first:
+            for callback in self.on_listen:
+                callback(session)
         return session.mode
 
     def end(self, session: Session, reason: EndReason) -> None:

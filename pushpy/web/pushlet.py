@@ -239,6 +239,7 @@ class PushletResource(Resource):
         if bad:
             raise ClientError(f"invalid field name: {bad[0][:64]}")
         fields = dict(params)
+        fields.pop("token", None)  # the publisher's credentials, never anyone else's to read
         fields[P.P_EVENT] = P.DATA
         fields[P.P_FROM] = session.id
         stamp_user(fields, session)

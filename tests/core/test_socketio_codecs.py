@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pushpy.wire import engineio as E
@@ -49,6 +49,7 @@ engine_packets = st.lists(st.one_of(
     st.binary(min_size=1)), min_size=1, max_size=8)
 
 
+@settings(deadline=None)
 @given(engine_packets)
 def test_payload_round_trip(packets):
     decoded = E.decode_payload(E.encode_payload(packets))
@@ -119,6 +120,7 @@ namespaces = st.sampled_from(["/", "/admin", "/a/b"])
 event_names = st.text(min_size=1, max_size=12).filter(lambda n: n not in S.RESERVED_EVENTS)
 
 
+@settings(deadline=None)
 @given(namespaces, event_names, st.lists(json_values, max_size=4),
        st.none() | st.integers(0, 10**12))
 def test_event_round_trip(nsp, name, args, ack):
@@ -130,6 +132,7 @@ def test_event_round_trip(nsp, name, args, ack):
     assert (packet.nsp, packet.id, packet.data) == (nsp, ack, [name, *args])
 
 
+@settings(deadline=None)
 @given(event_names, st.lists(json_values, max_size=4))
 def test_events_as_fields_round_trip(name, args):
     fields = S.event_fields(name, args)

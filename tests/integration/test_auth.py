@@ -124,6 +124,8 @@ async def test_pushlet_subscribe_and_publish_follow_the_grants(native_server):
                                               text="hi", token=t))
     assert allowed[0]["p_event"] == "publish-ack"
     assert sid in server.sessions
+    [published] = server.push.backplane.history("/chat/1", 1)
+    assert published.fields["text"] == "hi" and "token" not in published.fields  # never sent to others
 
 
 @pytest_twisted.ensureDeferred

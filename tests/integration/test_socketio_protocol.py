@@ -189,3 +189,22 @@ async def test_connect_auth_payload_is_the_join_credentials(serve):
     assert first == '431[{"ok":true}]'
     assert second.startswith('432[{"error":')
     assert [s.subject for s in harness.sessions[socket_id].subscriptions.values()] == ["#/", "/chat/a"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_builtin_events_subscribe_and_publish_through_the_backplane(serve):
+    harness = serve()
+    listener, _ = await handshake(harness)
+    talker, _ = await handshake(harness)
+    await connect_namespace(harness, listener)
+    await connect_namespace(harness, talker)
+    subscribe = b'421["subscribe","/news"]'
+    assert await post(harness, f"transport=polling&sid={listener}", subscribe) == (200, "ok")
+    assert await get(harness, f"transport=polling&sid={listener}") == (200, '431[{"ok":true}]')
+    publish = b'427["publish","/news","headline",{"title":"hi"}]'
+    assert await post(harness, f"transport=polling&sid={talker}", publish) == (200, "ok")
+    position = harness.push.backplane.position
+    assert await get(harness, f"transport=polling&sid={talker}") == (
+        200, '437[{"ok":true,"id":"' + position + '"}]')
+    assert await get(harness, f"transport=polling&sid={listener}") == (200, '42["headline",{"title":"hi"}]')
+    assert harness.push.backplane.history("/news", 1)[0].fields["title"] == "hi"

@@ -127,3 +127,16 @@ def test_deferred_answers_of_the_backplane_are_awaited():
     asked = server.presence("/room")
     backplane.release()
     assert result(asked) == {"ann": 1}
+
+
+def test_a_session_refused_before_it_listens_never_shows_online():
+    """A join ended before its first listen (refused binding or subject) publishes no join/leave."""
+    server, _ = make_server()
+    refused = server.dispatcher.join(server.clock.seconds(), format=P.FORMAT_JSON, user="eve")
+    server.dispatcher.end(refused, EndReason.LEAVE)
+    assert presence_events(server, ONLINE) == []
+    assert result(server.is_online("eve")) is False
+    session = join(server, "ann")
+    server.dispatcher.listen(session, P.MODE_STREAM, server.clock.seconds())  # again: no second join
+    assert presence_events(server, ONLINE) == [("ann", "join")]
+
