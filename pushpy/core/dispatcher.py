@@ -176,6 +176,8 @@ class Dispatcher:
         """End every session whose lease ran out; return them."""
         ended = []
         for session in self._leases.due(now):
+            if session.channels and session.format == P.FORMAT_JSON:
+                session.last_active = now  # an open connection holds a native session
             expires = session.expires_at
             if expires > now:
                 self._leases.set(session, expires)

@@ -653,3 +653,16 @@ def test_byte_bounded_overflow_counts_every_dropped_event_and_one_episode():
     publish(d, "/a", 2.0, n="small", pad="v" * 150)
     publish(d, "/a", 2.0, n="after", pad="w" * 900)
     assert (d.stats.dropped, d.stats.overflows) == (7, 2)
+
+
+def test_an_open_connection_holds_a_native_session_past_its_lease():
+    """A native session with a data channel attached does not expire, whatever its heartbeat interval."""
+    d = Dispatcher(Config(native_session_timeout_secs=2.0))
+    s = listening(d, format=P.FORMAT_JSON, mode=P.MODE_STREAM)
+    channel = FakeChannel()
+    s.attach(channel)
+    assert d.expire(5.0) == [] and s.state is SessionState.LISTENING
+    assert d.expire(9.0) == []
+    s.detach(channel)
+    assert d.expire(10.0) == []  # the lease runs from the last check it was held at
+    assert d.expire(11.5) == [s]
