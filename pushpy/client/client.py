@@ -63,12 +63,17 @@ class ClientEvent:
     fields: dict[str, str] = field(default_factory=dict)
     #: ``data`` for published events.
     name: str = "data"
+    #: ``user``, ``session`` or ``all`` for an event sent to this user, this session or everyone
+    #: (not by a subscription: it reaches ``on("event")`` listeners only); ``None`` otherwise.
+    to: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The event as a JSON object (what ``pushpy listen`` prints)."""
         out: dict[str, Any] = {"subject": self.subject, "id": self.id, "fields": self.fields}
         if self.name != "data":
             out["name"] = self.name
+        if self.to is not None:
+            out["to"] = self.to
         return out
 
 
@@ -469,8 +474,9 @@ class Client:
         subject = message.get("subject")
         event = ClientEvent(None if subject is None else str(subject), event_id,
                             dict(fields) if isinstance(fields, dict) else {},
-                            str(message.get("name") or "data"))
-        for pattern, handlers in list(self._subs.items()):
+                            str(message.get("name") or "data"),
+                            str(message["to"]) if message.get("to") else None)
+        for pattern, handlers in [] if event.to else list(self._subs.items()):
             if event.subject and event.subject.startswith(split_subjects(pattern)):
                 for handler in list(handlers):
                     self._call(handler, event)

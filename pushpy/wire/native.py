@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pushpy import protocol as P
-from pushpy.core.events import Event
+from pushpy.core.events import Event, Route
 from pushpy.errors import ClientError
 from pushpy.wire.escape import js_string
 
@@ -44,12 +44,24 @@ def dumps(message: Mapping[str, Any]) -> str:
     return _SCRIPT_UNSAFE.sub(lambda m: _UNSAFE_ESCAPES[m.group()], text)
 
 
+#: The ``to`` of events that reached a session other than by its subscriptions.
+DIRECTED = {Route.USER: "user", Route.UNICAST: "session", Route.BROADCAST: "all"}
+
+
 def event_message(event: Event) -> dict[str, Any]:
-    """The JSON message of an event."""
+    """The JSON message of an event.
+
+    An event sent to a user, a session or everyone says so in ``to``: its
+    subject is only a label, so clients give it to no subscription handler.
+    """
     name = event.name
     if name == P.DATA:
-        return {"type": "event", "subject": event.subject, "id": event.position,
-                "fields": event.fields}
+        message = {"type": "event", "subject": event.subject, "id": event.position,
+                   "fields": event.fields}
+        to = DIRECTED.get(event.route)
+        if to is not None:
+            message["to"] = to
+        return message
     if name == P.NACK:
         return {"type": "nack", "reason": event.fields.get(P.P_REASON, "")}
     if name == P.ABORT:

@@ -55,6 +55,11 @@ def test_users_presence_history_and_session_key(open_page, server, transport):
     private = [e for e in ann_page.js("([i]) => H.clients[i].all", [ann])
                if e["fields"].get("text") == "psst"]
     assert private[0]["fields"]["p_user"] == "bob"
+    error, _ = ask(bob_page, bob, "publish", room, {"text": "spoof"}, {"user": "ann"})
+    assert error is None  # labelled with Ann's room, yet no subscription of hers gets it
+    ann_page.wait("([i]) => H.clients[i].all.some(function (e) { return e.fields.text === 'spoof'; })", [ann])
+    assert ann_page.js("([i]) => H.clients[i].got.some(function (e) { return e.fields.text === 'spoof'; })",
+                       [ann]) is False
     error, _ = ask(bob_page, bob, "publish", None, {"text": "x"}, {"user": "zed"})
     assert error == "pushpy: user has no session: zed"
     error, users = ask(bob_page, bob, "presence", room)

@@ -240,7 +240,8 @@ async def test_users_history_presence_and_the_session_key(pushpy_server, transpo
     ann = server.client(transport=transport)
     received: list[ClientEvent] = []
     ann.on("event", received.append)
-    ann.subscribe("/room", lambda event: None)
+    in_room: list[ClientEvent] = []
+    ann.subscribe("/room", in_room.append)
     await ann.connect()
     assert ann.session_key and server.push.dispatcher.sessions[ann.session].user == "ann"
     bob = server.client()
@@ -248,6 +249,9 @@ async def test_users_history_presence_and_the_session_key(pushpy_server, transpo
     assert await bob.publish(None, {"text": "psst"}, user="ann") is None
     await eventually(lambda: received)
     assert (received[0].fields["text"], received[0].fields["p_user"]) == ("psst", "bob")
+    assert await bob.publish("/room/fake", {"text": "spoof"}, user="ann") is None  # a label, not a room
+    await eventually(lambda: len(received) == 2)
+    assert received[1].to == "user" and received[1].subject == "/room/fake" and in_room == []
     with pytest.raises(Refused, match="user has no session: zed"):
         await bob.publish(None, {"text": "x"}, user="zed")
     ids = [server.push.publish("/room", {"n": str(n)}).position for n in range(3)]

@@ -67,7 +67,7 @@ async def test_user_events_reach_every_session_of_the_user(native_server):
         await tab.wait(lambda t: len(events(t.messages)) >= 2)
         assert texts(tab) == ["hi ann", "from the back end"]
     first = events(tab1.messages)[0]
-    assert first["subject"] == "/dm" and first["id"] is None
+    assert first["subject"] == "/dm" and first["id"] is None and first["to"] == "user"
     assert first["fields"]["p_from"] == bob.messages[0]["session"]
     assert first["fields"]["p_user"] == "bob"  # set by the server: the sender cannot forge it
     assert "p_user" not in events(tab2.messages)[1]["fields"]  # the back end's event has no sender

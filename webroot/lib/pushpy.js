@@ -789,8 +789,10 @@
         this.lastEventId = id;
       }
       event = {subject: message.subject == null ? null : String(message.subject), id: id,
-               name: message.name || 'data', fields: fields};
-      subs = this._subs.slice();
+               name: message.name || 'data', fields: fields, to: message.to || null};
+      // An event sent to this user, this session or everyone ('to') reached us by no subscription: its
+      // subject is the sender's label, so it goes to 'event' listeners only, never to a subject's handlers.
+      subs = event.to ? [] : this._subs.slice();
       for (i = 0; i < subs.length; i++) {
         if (matches(subs[i].subject, event.subject)) {
           for (j = 0; j < subs[i].handlers.length; j++) {
