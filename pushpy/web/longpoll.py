@@ -146,8 +146,10 @@ class LongPollResource(Resource):
 class SendResource(Resource):
     """``POST .../send?session=ID``: client messages for the HTTP transports.
 
-    The body is one JSON message or an array of them; the answer is the array
-    of replies (``ack``/``nack``), in order.
+    The body is one JSON message or an array of them, whatever its
+    ``Content-Type`` (pushpy.js's ``leave`` beacon on page close is
+    ``text/plain``); the answer is the array of replies (``ack``/``nack``),
+    in order.
     """
 
     isLeaf = True

@@ -7,6 +7,8 @@ and serves until killed.  Besides the site it mounts test-only hooks under
 ``/test/``:
 
 - ``GET /test/page.html``: an empty page loading ``/pushlet/lib/pushpy.js`` and ``harness.js``;
+- ``GET /test/cacheable.html``: the same page without ``Cache-Control: no-store`` (which keeps a page out of
+  the browser's back/forward cache);
 - ``POST /test/publish`` with ``{"subject", "fields"}`` or ``{"subject", "numbers": [first, last]}``:
   ``server.publish`` (a numbered sequence sets the field ``n``); answers the ids;
 - ``POST /test/drop?session=ID``: abort the TCP connections of that session's open channels;
@@ -43,13 +45,13 @@ PAGE = b"""<!DOCTYPE html>
 """
 
 
-def static(body: bytes, content_type: bytes) -> Resource:
+def static(body: bytes, content_type: bytes, cache_control: bytes = b"no-store") -> Resource:
     class Static(Resource):
         isLeaf = True
 
         def render_GET(self, request: Request) -> bytes:
             request.setHeader(b"Content-Type", content_type)
-            request.setHeader(b"Cache-Control", b"no-store")
+            request.setHeader(b"Cache-Control", cache_control)
             request.setHeader(b"Content-Length", str(len(body)).encode())
             return body
 
@@ -118,6 +120,7 @@ def main(argv: list[str]) -> None:
     site = build_site(push)
     test = Resource()
     test.putChild(b"page.html", static(PAGE, b"text/html; charset=utf-8"))
+    test.putChild(b"cacheable.html", static(PAGE, b"text/html; charset=utf-8", b"no-cache"))
     test.putChild(b"harness.js", static((HERE / "harness.js").read_bytes(),
                                         b"application/javascript; charset=utf-8"))
     test.putChild(b"publish", Hook(push, publish))

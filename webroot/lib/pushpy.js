@@ -32,7 +32,8 @@
     maxReconnectDelay: 30000,
     pollInterval: 3000,       // ms between `poll` requests
     requestTimeout: 45000,    // ms a long-poll may take before it counts as lost
-    heartbeatTimeout: 0       // ms without data before a stream counts as dead (0: 2 heartbeats + 2 s)
+    heartbeatTimeout: 0,      // ms without data before a stream counts as dead (0: 2 heartbeats + 2 s)
+    leaveOnUnload: true       // end the session when the page is closed for good (not when it goes to bfcache)
   };
   var MAX_SEEN = 2000;        // event ids remembered for de-duplication
   var MAX_URL_SUBJECTS = 32;  // subjects carried in a connect URL (server: limit.subjects.per.subscription)
@@ -127,6 +128,32 @@
       }
     }
     return false;
+  }
+
+  /*
+   * POST `text` to `url` without waiting for an answer, surviving the page's unload:
+   * navigator.sendBeacon, else a keepalive fetch, else an XHR (old browsers).  The
+   * body is text/plain, a CORS-safelisted type: no preflight, even cross-origin.
+   */
+  function beacon(url, text) {
+    var xhr;
+    try {
+      if (window.navigator && window.navigator.sendBeacon && window.navigator.sendBeacon(url, text)) {
+        return;
+      }
+    } catch (e) {}
+    try {
+      if (window.fetch) {
+        window.fetch(url, {method: 'POST', body: text, keepalive: true, credentials: 'include'})['catch'](noop);
+        return;
+      }
+    } catch (e) {}
+    try {
+      xhr = new XMLHttpRequest();
+      xhr.open('POST', url, true);
+      xhr.setRequestHeader('Content-Type', 'text/plain;charset=UTF-8');
+      xhr.send(text);
+    } catch (e) {}
   }
 
   function query(params) {
@@ -332,7 +359,8 @@
    * transport (force one), transports (the list to try, in order),
    * lastEventId (resume from there, e.g. an id kept across page loads),
    * openTimeout, reconnectDelay, maxReconnectDelay, pollInterval,
-   * requestTimeout, heartbeatTimeout (ms).
+   * requestTimeout, heartbeatTimeout (ms), leaveOnUnload (default true:
+   * leave() when the page is closed or navigated away from for good).
    */
   function Client(given) {
     var self = this, names = [], list, i;
@@ -374,6 +402,10 @@
     this._failures = 0;
     this._worked = {};         // transports that opened at least once
     this._timer = null;
+    this._unload = null;       // {name, fn}: the window listener that leaves when the page goes away
+    if (this.options.leaveOnUnload) {
+      this._watchUnload();
+    }
     // Connect after the current script turn, so subscriptions made right away go in the first URL.
     later(function () {
       if (self.state !== 'closed' && !self._conn) {
@@ -500,22 +532,23 @@
       return this;
     },
 
-    /** End the session on the server now (it leaves presence at once), then close. */
+    /**
+     * End the session on the server now (it leaves presence at once), then close.
+     * Called by itself when the page is closed (see the option leaveOnUnload).
+     */
     leave: function () {
-      var conn = this._conn, text = JSON.stringify({type: 'leave'}), xhr;
-      if (this.state === 'open' && this.session) {
+      var conn = this._conn, text = JSON.stringify({type: 'leave'});
+      if (this.state !== 'closed' && this.session) {
         if (conn && conn.send && conn.opened && !conn.ended) {
           try {
             conn.send(text);  // sent before the closing handshake
-          } catch (e) {
-            // the connection is going anyway: the session then ends when its lease runs out
-          }
-        } else {
-          xhr = new XMLHttpRequest();
-          xhr.open('POST', this.url + 'send?' + query({session: this.session, session_key: this.sessionKey,
-                                                       token: this.token}), true);
-          xhr.setRequestHeader('Content-Type', 'application/json');
-          xhr.send(text);
+            text = null;
+          } catch (e) {}
+        }
+        if (text) {
+          // No open WebSocket: `POST send` as a beacon, which outlives the page.
+          beacon(this.url + 'send?' + query({session: this.session, session_key: this.sessionKey,
+                                             token: this.token}), text);
         }
       }
       this.close();
@@ -528,6 +561,10 @@
         return;
       }
       this.state = 'closed';
+      if (this._unload) {
+        window.removeEventListener(this._unload.name, this._unload.fn, false);
+        this._unload = null;
+      }
       if (this._timer) {
         clearTimeout(this._timer);
         this._timer = null;
@@ -538,6 +575,25 @@
       this._failPending(null, 'client closed');
       this._outbox = [];
       this._emit('close', {reason: 'client', reconnecting: false, wasOpen: wasOpen});
+    },
+
+    /*
+     * Leave when the page goes away for good: on `pagehide`, unless the page is kept
+     * in the back/forward cache (it may come back: the session then goes on), or on
+     * `beforeunload` in old browsers without `pagehide`.  A session whose client just
+     * vanished would otherwise stay (and its user online) until its lease runs out.
+     */
+    _watchUnload: function () {
+      var self = this, name = 'onpagehide' in window ? 'pagehide' : 'beforeunload';
+      if (!window.addEventListener) {
+        return;
+      }
+      this._unload = {name: name, fn: function (e) {
+        if (!(e && e.persisted)) {
+          self.leave();
+        }
+      }};
+      window.addEventListener(name, this._unload.fn, false);
     },
 
     /* -- connecting ------------------------------------------------------- */
