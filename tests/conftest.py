@@ -5,9 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest_twisted
+from hypothesis import settings
 from server_support import FAST, Running
 
 from pushpy.config import Config
+
+# No per-example time limit: on a shared, loaded machine a slow example is not a failure.
+settings.register_profile("pushpy", deadline=None)
+settings.load_profile("pushpy")
 
 
 @pytest_twisted.async_yield_fixture
