@@ -27,7 +27,7 @@ from pushpy.core.sessions import EndReason, Session, SessionState
 from pushpy.errors import ClientError
 from pushpy.socketio import NAMESPACE, ROOMS
 from pushpy.web.authz import adopt, authorize_join, check_binding, then
-from pushpy.web.engineio import EngineSession, frames
+from pushpy.web.engineio import SHUTTING_DOWN, EngineSession, frames
 from pushpy.web.native import _by_offset
 from pushpy.web.websocket import _cookies
 from pushpy.wire import socketio as S
@@ -116,7 +116,8 @@ class Socket:
         self.connection.sockets.pop(self.nsp, None)
         if reason is EndReason.SHUTDOWN or reason is EndReason.OVERFLOW:
             # Not a Socket.IO "server disconnect": the client reconnects (elsewhere).
-            self.connection.engine.close("server shutting down", notify_client=True)
+            reason_text = SHUTTING_DOWN if reason is EndReason.SHUTDOWN else "transport close"
+            self.connection.engine.close(reason_text, notify_client=True)
         else:
             self.connection.send(S.Packet(S.DISCONNECT, self.nsp))
         self.app.disconnected(self, "server namespace disconnect")
