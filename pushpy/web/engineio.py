@@ -47,6 +47,8 @@ FAREWELL_GRACE = 1.0
 #: The ``close`` reason of a shutdown, and the WebSocket close code then sent (going away).
 SHUTTING_DOWN = "server shutting down"
 GOING_AWAY = 1001
+#: The WebSocket close code of a message over ``socketio.max.http.buffer.size``.
+TOO_BIG = 1009
 TEXT_TYPE = b"text/plain; charset=UTF-8"
 JSON_TYPE = b"application/json"
 
@@ -481,6 +483,8 @@ class EngineWebSocket(WebSocketServerProtocol):
     info: dict[str, Any]
     wanted: str | None = None
     upgrade_timer: Any = None
+    #: Whether incoming bytes are dropped unread (after a message over the limit).
+    discarding = False
 
     def onConnect(self, request: Any) -> None:
         params = {k: v[0] for k, v in request.params.items() if v}
@@ -542,6 +546,23 @@ class EngineWebSocket(WebSocketServerProtocol):
         if session.ws is self:
             self.release_producer(session)
             session.close("transport close")
+
+    def _max_message_size_exceeded(self, msg_size: int, max_msg_size: int, reason: str) -> None:
+        """A message over the limit: a clean close 1009, the rest of the message unread.
+
+        Autobahn would drop the TCP connection at once, and closing a socket
+        with unread bytes makes a reset that can reach the client before the
+        close frame does.  Here the close frame is written, what else arrives is
+        discarded, and the connection is closed once the client closes it or
+        the closing handshake times out.
+        """
+        self.discarding = True
+        self.data = b""
+        self.sendCloseFrame(code=TOO_BIG, reasonUtf8=b"message too big", isReply=False)
+
+    def _dataReceived(self, data: bytes) -> None:
+        if not self.discarding:
+            super()._dataReceived(data)
 
     def write_raw(self, data: bytes) -> None:
         """Write ready frames (sent at once when nothing is buffered)."""
