@@ -243,3 +243,22 @@ async def test_bad_arguments_are_answered_to_the_client_and_logged_rarely(serve)
     assert len(client) == 1 and client[0]["log_level"] == LogLevel.info and "log_failure" not in client[0]
     failures = [e for e in mine if "log_failure" in e]
     assert [e["log_failure"].type for e in failures] == [KeyError, TypeError]
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_encoding_shared_by_every_socket_honours_skip_sid_and_exact_rooms(serve):
+    """An emit is encoded once for the namespace; still the skipped socket does not get it, and a socket in
+    room ``a`` does not get the events of room ``a/b`` (rooms are exact, subscriptions prefixes)."""
+    harness = serve()
+    app = harness.push.socketio
+    engines = [(await handshake(harness))[0] for _ in range(3)]
+    sockets = [await connect_namespace(harness, sid) for sid in engines]
+    app.enter_room(sockets[0], "a")
+    app.enter_room(sockets[1], "a")
+    app.enter_room(sockets[2], "a/b")
+    app.emit("first", 1, skip_sid=sockets[0])  # the skipped socket flushes first
+    app.emit("deep", 2, to="a/b")
+    app.emit("room", 3, to="a", skip_sid=sockets[1])
+    answers = [await get(harness, f"transport=polling&sid={sid}") for sid in engines]
+    assert answers == [(200, '42["room",3]'), (200, '42["first",1]'),
+                       (200, SEP.join(['42["first",1]', '42["deep",2]']))]
