@@ -264,10 +264,13 @@ class PushServer(Service):
                 self.log.failure("stopping event source {source!r} failed", source=source)
         had_sessions = bool(self.dispatcher.sessions)
         transports = open_transports(self.dispatcher)
-        self.dispatcher.shutdown()
         engine = getattr(self.__dict__.get("_socketio"), "engine", None)
         if engine is not None:
-            engine.shutdown()  # Engine.IO sessions not (or no longer) in a namespace
+            transports.update(engine.open_transports())  # Socket.IO polls and WebSockets
+        self.dispatcher.shutdown()
+        if engine is not None:
+            # Engine.IO sessions not (or no longer) in a namespace; close packets awaiting a poll.
+            transports.update(engine.shutdown())
         self.scheduler.flush_pending()
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stop()

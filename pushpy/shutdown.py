@@ -5,7 +5,9 @@
 the connections of the open data channels (:func:`open_transports`) before
 it ends every session with ``shutdown`` (Pushlet streams get ``abort``,
 native streams and long-polls a ``close`` message, WebSockets a close frame
-with code 1001 and the reason).  :func:`drain` then closes the HTTP
+with code 1001 and the reason; Socket.IO polls the close packet ``1``, or
+the client's next poll within a second, Socket.IO WebSockets ``1`` and a
+close frame 1001: :mod:`pushpy.web.engineio`).  :func:`drain` then closes the HTTP
 connections once their last bytes are written, lets WebSocket closing
 handshakes finish, and fires when every connection is gone, or after
 ``shutdown.timeout.secs``, dropping what is left: twistd then exits.

@@ -76,6 +76,7 @@ class SocketIO:
         #: Private recovery ids (``pid``) to session ids.
         self.pids: dict[str, str] = {}
         self._acks: dict[tuple[str, int], Callable[..., Any]] = {}
+        self.client_errors = ClientErrors(server.clock)
         self._ack_ids = itertools.count(1)
         #: The Engine.IO sessions (set when the endpoint is mounted).
         self.engine: Any = None
@@ -277,9 +278,16 @@ class SocketIO:
             result = _result(handler(*socket_args, *args))
         except ClientError as e:
             result = {"error": e.reason}
+        except TypeError as e:
+            if not _refuses(handler, len(socket_args) + len(args)):
+                log.failure("socket.io handler of {event} failed", event=event[:64])
+                result = INTERNAL_ERROR
+            else:  # the client sent arguments the handler cannot take
+                self.client_errors.note(socket.sid, event, str(e))
+                result = {"error": f"bad arguments for {event[:64]}"}
         except Exception:
-            log.failure("socket.io handler of {event} failed", event=str(event)[:64])
-            return
+            log.failure("socket.io handler of {event} failed", event=event[:64])
+            result = INTERNAL_ERROR
         if ack is None:
             if isinstance(result, Deferred):
                 result.addErrback(lambda f: log.failure("socket.io handler failed", f))
@@ -296,6 +304,7 @@ class SocketIO:
                 answer({"error": reason.value.reason})
             else:
                 log.failure("socket.io handler failed", reason)
+                answer(INTERNAL_ERROR)
 
         if isinstance(result, Deferred):
             result.addCallbacks(answer, failed)
@@ -307,6 +316,11 @@ class SocketIO:
         if callback is not None:
             try:
                 _result(callback(*args))
+            except TypeError as e:
+                if not _refuses(callback, len(args)):
+                    log.failure("socket.io acknowledgement callback failed")
+                else:
+                    self.client_errors.note(socket.sid, "acknowledgement", str(e))
             except Exception:
                 log.failure("socket.io acknowledgement callback failed")
 
@@ -351,6 +365,45 @@ class SocketIO:
 
 
 _BUILTIN = frozenset({"subscribe", "unsubscribe", "publish"})
+#: The acknowledgement of an event whose handler failed (an application bug, logged as a failure).
+INTERNAL_ERROR = {"error": "internal server error"}
+
+
+class ClientErrors:
+    """Events a client sent that their handler cannot take: logged at info, rate limited.
+
+    One line per :attr:`INTERVAL` seconds at most, counting the ones not
+    logged, so that no client can flood the log.
+    """
+
+    INTERVAL = 10.0
+
+    def __init__(self, clock: Any) -> None:
+        self.clock = clock
+        self.quiet_until = 0.0
+        self.unlogged = 0
+
+    def note(self, sid: str, event: str, error: str) -> None:
+        now = self.clock.seconds()
+        if now < self.quiet_until:
+            self.unlogged += 1
+            return
+        log.info("socket.io: {sid} sent {event} arguments its handler cannot take ({error}); "
+                 "{unlogged} more since the last such line", sid=sid, event=event[:64],
+                 error=error[:200], unlogged=self.unlogged)
+        self.quiet_until = now + self.INTERVAL
+        self.unlogged = 0
+
+
+def _refuses(function: Callable[..., Any], count: int) -> bool:
+    """Whether ``function`` cannot be called with ``count`` positional arguments."""
+    try:
+        inspect.signature(function).bind(*([None] * count))
+    except TypeError:
+        return True
+    except ValueError:  # no signature to look at: a bug is the safer guess
+        return False
+    return False
 
 
 def _call(handler: Callable[..., Any], *args: Any) -> Any:

@@ -40,6 +40,15 @@ if TYPE_CHECKING:
 log = Logger()
 #: Seconds a WebSocket probing an upgrade may take to send ``5`` (Socket.IO's ``upgradeTimeout``).
 UPGRADE_TIMEOUT = 10.0
+#: Seconds a closed polling session keeps its close packet for the client's next poll (which
+#: normally follows the last answer at once; the listening port may be closed by then, but a
+#: keep-alive connection still gets it).
+FAREWELL_GRACE = 1.0
+#: The ``close`` reason of a shutdown, and the WebSocket close code then sent (going away).
+SHUTTING_DOWN = "server shutting down"
+GOING_AWAY = 1001
+#: The WebSocket close code of a message over ``socketio.max.http.buffer.size``.
+TOO_BIG = 1009
 TEXT_TYPE = b"text/plain; charset=UTF-8"
 JSON_TYPE = b"application/json"
 
@@ -254,6 +263,9 @@ class EngineSession:
         self.engine.sessions.pop(self.sid, None)
         self.engine.server.scheduler.set(self, None)
         poll, self.poll = self.poll, None
+        if notify_client and poll is None and self.ws is None and self.buffer:
+            # No poll waits: the client's next one gets the close packet (Engine.IO's shouldClose).
+            self.engine.farewell(self.sid, self.buffer)
         if poll is not None and not poll.finished:
             packets = [*self.buffer, E.CLOSE] if reason != "transport error" else [E.CLOSE]
             body = E.encode_payload(packets).encode("utf-8")
@@ -265,7 +277,10 @@ class EngineSession:
             if ws is not None:
                 ws.session = None
                 ws.release_producer(self)
-                ws.sendClose()
+                if reason == SHUTTING_DOWN:
+                    ws.sendCloseFrame(code=GOING_AWAY, reasonUtf8=reason.encode(), isReply=False)
+                else:
+                    ws.sendClose()
         handler, self.handler = self.handler, None
         if handler is not None:
             handler.on_close(reason)
@@ -292,6 +307,8 @@ class EngineServer:
         self.ping_timeout = config.socketio_ping_timeout_millis / 1000.0
         self.max_payload = config.socketio_max_http_buffer_size
         self.transports = tuple(t for t in config.socketio_transports if t in ("polling", "websocket"))
+        #: Closed polling sessions whose close packet waits for their next poll.
+        self.farewells: dict[str, Farewell] = {}
 
     def open(self, request_info: dict[str, Any], ws: EngineWebSocket | None) -> EngineSession | None:
         """A new session (on ``ws``, or on polling); ``None`` when there are too many."""
@@ -313,9 +330,62 @@ class EngineServer:
         session.handler = self.on_open(session)
         return session
 
-    def shutdown(self) -> None:
+    def farewell(self, sid: str, packets: list[str | bytes]) -> None:
+        """Keep ``packets`` (ending with the close packet) for the next poll of a closed session."""
+        farewell = self.farewells[sid] = Farewell(self, sid, packets)
+        farewell.expiry = self.server.clock.callLater(min(self.ping_timeout, FAREWELL_GRACE),
+                                                      farewell.abortConnection)
+
+    def open_transports(self) -> dict[Any, bool]:
+        """The connections of every session, ``{transport: is_http}`` (see :mod:`pushpy.shutdown`)."""
+        found: dict[Any, bool] = {}
+        for session in self.sessions.values():
+            poll = session.poll
+            transport = getattr(getattr(poll, "channel", None), "transport", None)
+            if transport is not None:
+                found[transport] = True
+            for ws in (session.ws, session.probe):
+                if ws is not None and ws.transport is not None:
+                    found[ws.transport] = False
+        return found
+
+    def shutdown(self) -> dict[Any, bool]:
+        """Close every session, telling its client; what still has to reach a client, to drain."""
         for session in list(self.sessions.values()):
-            session.close("server shutting down", notify_client=True)
+            session.close(SHUTTING_DOWN, notify_client=True)
+        return {farewell: False for farewell in self.farewells.values()}
+
+
+class Farewell:
+    """The close packet of a polling session that had no poll waiting when it closed.
+
+    The client's next ``GET`` takes it; until then, shutdown counts it as an
+    open connection (``disconnected``); it is dropped after :data:`FAREWELL_GRACE`.
+    """
+
+    def __init__(self, engine: EngineServer, sid: str, packets: list[str | bytes]) -> None:
+        self.engine = engine
+        self.sid = sid
+        self.packets = packets
+        self.disconnected = False
+        self.expiry: Any = None
+
+    def answer(self, request: Request) -> bytes:
+        """The close packet, as the answer of the session's next poll."""
+        self.abortConnection()
+        body = E.encode_payload(self.packets).encode("utf-8")
+        request.responseHeaders.setRawHeaders(b"Content-Type", [TEXT_TYPE])
+        no_cache(request)
+        return body
+
+    def loseConnection(self) -> None:
+        pass  # it goes once the client polled
+
+    def abortConnection(self) -> None:
+        self.disconnected = True
+        self.engine.farewells.pop(self.sid, None)
+        if self.expiry is not None and self.expiry.active():
+            self.expiry.cancel()
 
 
 def request_info(request: Request, params: dict[str, str], transport: str) -> dict[str, Any]:
@@ -356,6 +426,8 @@ class EngineResource(Resource):
             return _error(request, E.UNKNOWN_TRANSPORT)
         sid = params.get("sid")
         session = engine.sessions.get(sid) if sid else None
+        if sid and session is None and request.method == b"GET" and sid in engine.farewells:
+            return engine.farewells[sid].answer(request)
         if sid and session is None:
             return _error(request, E.UNKNOWN_SID)
         if transport == "websocket":
@@ -411,6 +483,8 @@ class EngineWebSocket(WebSocketServerProtocol):
     info: dict[str, Any]
     wanted: str | None = None
     upgrade_timer: Any = None
+    #: Whether incoming bytes are dropped unread (after a message over the limit).
+    discarding = False
 
     def onConnect(self, request: Any) -> None:
         params = {k: v[0] for k, v in request.params.items() if v}
@@ -473,6 +547,23 @@ class EngineWebSocket(WebSocketServerProtocol):
             self.release_producer(session)
             session.close("transport close")
 
+    def _max_message_size_exceeded(self, msg_size: int, max_msg_size: int, reason: str) -> None:
+        """A message over the limit: a clean close 1009, the rest of the message unread.
+
+        Autobahn would drop the TCP connection at once, and closing a socket
+        with unread bytes makes a reset that can reach the client before the
+        close frame does.  Here the close frame is written, what else arrives is
+        discarded, and the connection is closed once the client closes it or
+        the closing handshake times out.
+        """
+        self.discarding = True
+        self.data = b""
+        self.sendCloseFrame(code=TOO_BIG, reasonUtf8=b"message too big", isReply=False)
+
+    def _dataReceived(self, data: bytes) -> None:
+        if not self.discarding:
+            super()._dataReceived(data)
+
     def write_raw(self, data: bytes) -> None:
         """Write ready frames (sent at once when nothing is buffered)."""
         if self.state != self.STATE_OPEN:
@@ -499,4 +590,4 @@ class EngineWebSocket(WebSocketServerProtocol):
             transport.unregisterProducer()
 
 
-__all__ = ["EngineResource", "EngineServer", "EngineSession", "EngineWebSocket", "ws_frame"]
+__all__ = ["EngineResource", "EngineServer", "EngineSession", "EngineWebSocket", "Farewell", "ws_frame"]

@@ -14,7 +14,7 @@ and ``offset`` gets its session back with what it missed (docs/socketio.md).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -27,7 +27,7 @@ from pushpy.core.sessions import EndReason, Session, SessionState
 from pushpy.errors import ClientError
 from pushpy.socketio import NAMESPACE, ROOMS
 from pushpy.web.authz import adopt, authorize_join, check_binding, then
-from pushpy.web.engineio import EngineSession, frames
+from pushpy.web.engineio import SHUTTING_DOWN, EngineSession, frames
 from pushpy.web.native import _by_offset
 from pushpy.web.websocket import _cookies
 from pushpy.wire import socketio as S
@@ -41,14 +41,30 @@ log = Logger()
 _NOTICES = frozenset({P.RECOVERY, P.GAP, P.NACK, P.ABORT})
 
 
+class Encoded(NamedTuple):
+    """An event as one namespace's sockets get it: encoded once, shared by all of them."""
+
+    packets: list[str | bytes]
+    #: The same packets as WebSocket frames.
+    frames: bytes
+    position: str | None
+    subject: str | None
+    #: The socket id an emit's ``skip_sid`` leaves out.
+    skip: str | None
+
+
 class Socket:
     """One namespace of one client: the data channel of its pushpy session."""
 
-    __slots__ = ("app", "connection", "done", "key", "nsp", "rooms", "session", "told")
+    __slots__ = ("app", "clock", "connection", "done", "engine", "key", "nsp", "rooms", "scheduler",
+                 "session", "told")
 
     def __init__(self, app: SocketIO, connection: Connection, session: Session, nsp: str) -> None:
         self.app = app
         self.connection = connection
+        self.engine = connection.engine
+        self.scheduler = app.server.scheduler
+        self.clock = app.server.clock
         self.session = session
         self.nsp = nsp
         self.done = False
@@ -62,43 +78,49 @@ class Socket:
         return self.session.id
 
     def wake(self) -> None:
-        if not self.done and self.connection.engine.writable:
-            self.app.server.scheduler.soon(self)
+        if not self.done and self.engine.writable:
+            self.scheduler.soon(self)
 
     def flush(self) -> None:
-        engine = self.connection.engine
+        """Write what is queued: every event's packet is encoded once and shared by all sockets.
+
+        On a WebSocket the shared, ready-made frames go out in one write (one
+        ``send`` system call per socket and reactor turn, whatever the number
+        of events); on polling the packets wait for the poll.
+        """
+        engine = self.engine
         if self.done or not engine.writable or not self.session.queue:
             return
-        items = self.session.take(self.app.server.clock.seconds())
+        items = self.session.take(self.clock.seconds())
         chosen = []
         rooms = self.rooms
         sid = self.session.id
         key = self.key
-        last = None
+        position = None
         for event, subscription in items:
-            # The fan-out loop, one iteration per event and socket: kept flat.
-            if subscription is not None and event.subject not in rooms:
-                continue  # a room is one exact subject, a subscription a prefix
+            # The fan-out loop, one iteration per event and socket: kept flat, the per-event
+            # work (encoding, position, subject) done once in the cached Encoded.
             cached = event.wire_cache.get(key)
             if cached is None:
-                if event.name in _NOTICES or event.fields.get("sio_skip") == sid:
+                if event.name in _NOTICES:
                     continue
                 cached = event.wire_cache[key] = self._encode(event)
-            elif "sio_skip" in event.fields and event.fields["sio_skip"] == sid:
-                continue
+            if cached.skip == sid or (subscription is not None and cached.subject not in rooms):
+                continue  # a room is one exact subject, a subscription a prefix
             chosen.append(cached)
-            if event.offset is not None:
-                last = event
-        if last is not None:
-            self.session.position = last.position
+            if cached.position is not None:
+                position = cached.position
+        if position is not None:
+            self.session.position = position
         if not chosen:
             return
-        if engine.ws is not None:
-            engine.send([], chosen[0][1] if len(chosen) == 1 else b"".join(c[1] for c in chosen))
+        ws = engine.ws
+        if ws is not None:
+            ws.write_raw(chosen[0].frames if len(chosen) == 1 else b"".join([c.frames for c in chosen]))
         else:
-            engine.send([packet for c in chosen for packet in c[0]])
+            engine.send([packet for c in chosen for packet in c.packets])
 
-    def _encode(self, event: Any) -> tuple[list[str | bytes], bytes]:
+    def _encode(self, event: Any) -> Encoded:
         name, args = S.event_args(event.fields)
         if self.app.recovery and event.position is not None:
             args = [*args, event.position]
@@ -106,7 +128,8 @@ class Socket:
         encoded = S.encode(S.Packet(S.EVENT, self.nsp, [name, *args],
                                     id=int(ack) if ack and ack.isdigit() else None))
         packets: list[str | bytes] = ["4" + encoded[0], *encoded[1:]]
-        return packets, frames(packets)
+        return Encoded(packets, frames(packets), event.position, event.subject,
+                       event.fields.get("sio_skip"))
 
     def end(self, reason: EndReason) -> None:
         """The pushpy session ended (expired, ended by the server, shutdown)."""
@@ -116,7 +139,8 @@ class Socket:
         self.connection.sockets.pop(self.nsp, None)
         if reason is EndReason.SHUTDOWN or reason is EndReason.OVERFLOW:
             # Not a Socket.IO "server disconnect": the client reconnects (elsewhere).
-            self.connection.engine.close("server shutting down", notify_client=True)
+            reason_text = SHUTTING_DOWN if reason is EndReason.SHUTDOWN else "transport close"
+            self.connection.engine.close(reason_text, notify_client=True)
         else:
             self.connection.send(S.Packet(S.DISCONNECT, self.nsp))
         self.app.disconnected(self, "server namespace disconnect")

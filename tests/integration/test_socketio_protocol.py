@@ -12,6 +12,7 @@ import pytest_twisted
 import treq
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
+from twisted.logger import LogLevel, globalLogPublisher
 
 SEP = "\x1e"
 
@@ -157,11 +158,11 @@ async def test_shutdown_sends_the_close_packet(serve):
 @pytest_twisted.ensureDeferred
 async def test_pongs_keep_an_idle_socket_alive_past_its_lease(serve):
     harness = serve(socketio_ping_interval_millis=100, socketio_ping_timeout_millis=2_000,
-                    native_session_timeout_secs=0.3)
+                    native_session_timeout_secs=0.6)
     sid, _ = await handshake(harness)
     socket_id = await connect_namespace(harness, sid)
     started = reactor.seconds()
-    while reactor.seconds() - started < 1.0:  # three leases long, answering every ping
+    while reactor.seconds() - started < 1.8:  # three leases long, answering every ping
         assert await get(harness, f"transport=polling&sid={sid}") == (200, "2")
         assert await post(harness, f"transport=polling&sid={sid}", b"3") == (200, "ok")
     assert socket_id in harness.sessions
@@ -208,3 +209,56 @@ async def test_builtin_events_subscribe_and_publish_through_the_backplane(serve)
         200, '437[{"ok":true,"id":"' + position + '"}]')
     assert await get(harness, f"transport=polling&sid={listener}") == (200, '42["headline",{"title":"hi"}]')
     assert harness.push.backplane.history("/news", 1)[0].fields["title"] == "hi"
+
+
+@pytest_twisted.ensureDeferred
+async def test_bad_arguments_are_answered_to_the_client_and_logged_rarely(serve):
+    """Arguments a handler cannot take are the client's error: acknowledged with an error and logged at
+    info once per interval, never as a failure; a handler that raises is a bug: logged as a failure, the
+    client acknowledged with a generic error."""
+    harness = serve()
+    app = harness.push.socketio
+    app.on("chat", lambda sid, message: {"got": message})
+    app.on("buggy", lambda sid, message: {}["missing"])
+    app.on("buggy_types", lambda sid, message: len(None))
+    logged: list[dict] = []
+    globalLogPublisher.addObserver(logged.append)
+    try:
+        sid, _ = await handshake(harness)
+        await connect_namespace(harness, sid)
+        flood = SEP.join(f'42{n}["chat","a","b","c"]' for n in range(1, 21)).encode()
+        flood += SEP.encode() + b'42["chat"]'  # no acknowledgement asked: nothing to answer
+        assert await post(harness, f"transport=polling&sid={sid}", flood) == (200, "ok")
+        _, body = await get(harness, f"transport=polling&sid={sid}")
+        assert body.split(SEP) == [f'43{n}[{{"error":"bad arguments for chat"}}]' for n in range(1, 21)]
+        bugs = SEP.join(['4250["buggy","x"]', '4251["buggy_types","x"]', '4252["chat","ok"]']).encode()
+        assert await post(harness, f"transport=polling&sid={sid}", bugs) == (200, "ok")
+        _, body = await get(harness, f"transport=polling&sid={sid}")
+        assert body.split(SEP) == ['4350[{"error":"internal server error"}]',
+                                   '4351[{"error":"internal server error"}]', '4352[{"got":"ok"}]']
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+    mine = [e for e in logged if "socket.io" in str(e.get("log_format", ""))]
+    client = [e for e in mine if "cannot take" in e["log_format"]]
+    assert len(client) == 1 and client[0]["log_level"] == LogLevel.info and "log_failure" not in client[0]
+    failures = [e for e in mine if "log_failure" in e]
+    assert [e["log_failure"].type for e in failures] == [KeyError, TypeError]
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_encoding_shared_by_every_socket_honours_skip_sid_and_exact_rooms(serve):
+    """An emit is encoded once for the namespace; still the skipped socket does not get it, and a socket in
+    room ``a`` does not get the events of room ``a/b`` (rooms are exact, subscriptions prefixes)."""
+    harness = serve()
+    app = harness.push.socketio
+    engines = [(await handshake(harness))[0] for _ in range(3)]
+    sockets = [await connect_namespace(harness, sid) for sid in engines]
+    app.enter_room(sockets[0], "a")
+    app.enter_room(sockets[1], "a")
+    app.enter_room(sockets[2], "a/b")
+    app.emit("first", 1, skip_sid=sockets[0])  # the skipped socket flushes first
+    app.emit("deep", 2, to="a/b")
+    app.emit("room", 3, to="a", skip_sid=sockets[1])
+    answers = [await get(harness, f"transport=polling&sid={sid}") for sid in engines]
+    assert answers == [(200, '42["room",3]'), (200, '42["first",1]'),
+                       (200, SEP.join(['42["first",1]', '42["deep",2]']))]

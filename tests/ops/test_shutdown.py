@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -10,10 +11,12 @@ import time
 from pathlib import Path
 
 import pytest_twisted
-from ops_support import line_client, listen_tcp, open_body, open_ws
+from autobahn.twisted.websocket import WebSocketClientFactory
+from ops_support import WSWatcher, line_client, listen_tcp, open_body, open_ws
 from server_support import eventually
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import Clock
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -90,6 +93,61 @@ async def test_stop_service_sends_every_client_its_close_then_drains(pushpy_serv
     assert pushlet.closed and sse.closed and tcp.closed
     await eventually(lambda: ws.closed)
     assert (ws.close_code, ws.close_reason) == (1001, "shutdown")
+
+
+class EngineWSWatcher(WSWatcher):
+    """A raw Engine.IO WebSocket client: records text packets as they are."""
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.messages.append(payload.decode())
+
+
+async def engine_ws(url: str) -> EngineWSWatcher:
+    factory = WebSocketClientFactory(url, reactor=reactor)
+    factory.protocol = EngineWSWatcher
+    factory.opened = Deferred()
+    port = int(url.split(":")[2].split("/")[0])
+    await TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5).connect(factory)
+    return await factory.opened
+
+
+@pytest_twisted.ensureDeferred
+async def test_stop_service_closes_socketio_polls_and_websockets_then_drains(pushpy_server):
+    """A Socket.IO poll waiting at shutdown is answered with the close packet ``1``; a polling client
+    between two polls gets it on its next poll (a keep-alive connection still can), and shutdown waits
+    for that, a second at most; a WebSocket gets the close packet and a close frame 1001."""
+    server = pushpy_server(shutdown_timeout_secs=10)
+    root = server.url + "socket.io/?EIO=4&transport="
+
+    async def text(method: str, query: str, body: bytes | None = None) -> str:
+        response = await server.http.request(method, root + query, data=body, timeout=5)
+        assert response.code == 200, response.code
+        return await response.text("utf-8")
+
+    async def polling_socket() -> str:
+        sid = json.loads((await text("GET", "polling"))[1:])["sid"]
+        assert await text("POST", f"polling&sid={sid}", b"40") == "ok"
+        assert (await text("GET", f"polling&sid={sid}")).startswith("40{")
+        return sid
+
+    waiting_sid, between_sid, gone_sid = [await polling_socket() for _ in range(3)]
+    waiting = server.http.get(root + f"polling&sid={waiting_sid}", timeout=5)
+    ws = await engine_ws(root.replace("http://", "ws://") + "websocket")
+    ws.sendMessage(b"40")
+    await eventually(lambda: any(m.startswith("40{") for m in ws.messages))
+    await eventually(lambda: sum(len(s.channels) for s in server.push.dispatcher.sessions.values()) == 4)
+    started = time.monotonic()
+    stopped = server.push.stopService()
+    response = await waiting
+    assert response.code == 200 and (await response.text("utf-8")).endswith("1")
+    await eventually(lambda: ws.closed)
+    assert ws.messages[-1] == "1" and ws.close_code == 1001
+    assert not stopped.called  # the client between polls has not had its close yet
+    assert await text("GET", f"polling&sid={between_sid}") == "1"
+    assert list(server.push.socketio.engine.farewells) == [gone_sid]
+    await eventually(lambda: stopped.called)  # the client that never polls again is given up on
+    assert 0.8 < time.monotonic() - started < 3 and not server.push.socketio.engine.farewells
+    assert (await server.http.get(root + f"polling&sid={between_sid}", timeout=5)).code == 400
 
 
 # -- a real twistd ------------------------------------------------------------------
