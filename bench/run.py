@@ -123,12 +123,22 @@ class Server:
             self.spy = None
 
     def cpu(self) -> float:
-        """CPU seconds of every thread so far (``schedstat``: nanoseconds, not 10 ms ticks)."""
+        """CPU seconds of every thread so far (``schedstat``: nanoseconds, not 10 ms ticks),
+        the server's worker processes included (``--workers``)."""
         total = 0
-        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+        for pid in [self.proc.pid, *self.children()]:
             with contextlib.suppress(OSError):
-                total += int((task / "schedstat").read_text().split()[0])
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    with contextlib.suppress(OSError):
+                        total += int((task / "schedstat").read_text().split()[0])
         return total / 1e9
+
+    def children(self) -> list[int]:
+        """Process ids of the server's direct children (its workers, if any)."""
+        with contextlib.suppress(OSError):
+            text = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+            return [int(pid) for pid in text.split()]
+        return []
 
     def rss(self) -> int:
         return int(Path(f"/proc/{self.proc.pid}/statm").read_text().split()[1]) * PAGE

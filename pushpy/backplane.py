@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
+from typing import Any
 
 from zope.interface import implementer
 
@@ -77,3 +78,15 @@ class MemoryBackplane:
     def trim(self) -> None:
         """Drop expired history (called periodically by the server)."""
         self.history_log.trim(self.now())
+
+
+def backplane_from_config(config: Any, reactor: Any, now: Callable[[], float]) -> Any:
+    """The backplane ``config.backplane`` names: in-process when empty, else Redis."""
+    if not config.backplane:
+        return MemoryBackplane(history_size=config.history_size, history_ttl=config.history_ttl_secs,
+                               max_subjects=config.history_max_subjects, now=now)
+    from pushpy.cluster.redis_backplane import RedisBackplane
+
+    return RedisBackplane(config.backplane, reactor=reactor, prefix=config.backplane_prefix,
+                          log_size=config.backplane_log_size, history_ttl=config.history_ttl_secs,
+                          outbox_size=config.backplane_outbox_size, now=now)

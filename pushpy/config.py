@@ -83,6 +83,17 @@ class Config:
     #: Interval a ``poll`` client waits between requests, in milliseconds.
     poll_interval_millis: int = 3_000
 
+    # -- scaling out (docs/scaling.md) --
+    #: Where events travel between processes: empty for this process only, or
+    #: ``redis://host:port/db`` to share one log, sessions and presence through Redis.
+    backplane: str = ""
+    #: Prefix of the Redis keys and channels: processes with the same prefix form one cluster.
+    backplane_prefix: str = "pushpy"
+    #: Events kept in the shared log (approximately: ``XADD MAXLEN ~``).
+    backplane_log_size: int = 10_000
+    #: Publishes held while Redis is unreachable; beyond it publishing is refused (503).
+    backplane_outbox_size: int = 10_000
+
     # -- limits (docs/security.md); each refusal names its key --
     limit_subscriptions: int = 100
     limit_subject_length: int = 256

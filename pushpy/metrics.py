@@ -174,7 +174,7 @@ def backplane_stats(server: PushServer) -> dict[str, Any]:
     """The backplane's kind, whether it is up, and its epoch."""
     backplane = server.backplane
     return {"kind": type(backplane).__name__, "up": bool(getattr(backplane, "connected", True)),
-            "epoch": getattr(backplane, "epoch", None)}
+            "state": getattr(backplane, "state", "up"), "epoch": getattr(backplane, "epoch", None)}
 
 
 class PushpyCollector:

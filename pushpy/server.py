@@ -20,7 +20,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
-from pushpy.backplane import MemoryBackplane
+from pushpy.backplane import backplane_from_config
 from pushpy.config import Config
 from pushpy.core.dispatcher import Dispatcher
 from pushpy.core.events import Event, Route, data_event
@@ -73,13 +73,21 @@ class PushServer(Service):
         self.clock: IReactorTime = self.reactor
         self.random = rng or random.Random()
         self.dispatcher = Dispatcher(self.config, ids)
-        self.backplane = backplane or MemoryBackplane(
-            history_size=self.config.history_size, history_ttl=self.config.history_ttl_secs,
-            max_subjects=self.config.history_max_subjects, now=self.clock.seconds)
+        self.backplane = backplane or backplane_from_config(self.config, self.reactor,
+                                                            self.clock.seconds)
         self.scheduler = Scheduler(self.clock)
         self.sources = list(sources)
         self._sweeper: LoopingCall | None = None
         self.backplane.attach(self._receive)
+        #: Session records in Redis (:mod:`pushpy.cluster.sessions`) with a clustered backplane.
+        self.shared_sessions: Any = None
+        if getattr(self.backplane, "control_listeners", None) is not None:
+            from pushpy.cluster.sessions import SharedSessions
+
+            self.shared_sessions = SharedSessions(self, self.backplane)
+        gaps = getattr(self.backplane, "gap_listeners", None)
+        if gaps is not None:
+            gaps.append(lambda reason: self.dispatcher.notify_gap(reason, self.clock.seconds()))
         #: Counts besides the dispatcher's (:mod:`pushpy.metrics`).
         self.metrics = Counters(self.clock.seconds())
         self.dispatcher.on_end.append(self.metrics.session_ended)
@@ -90,11 +98,12 @@ class PushServer(Service):
     # -- publishing ---------------------------------------------------------
 
     def publish(self, subject: str, fields: Mapping[str, object] | None = None,
-                **more: object) -> Event:
+                **more: object) -> Event | Deferred[Event]:
         """Multicast a ``data`` event on ``subject`` to every matching session."""
         return self.publish_event(data_event(subject, _merge(fields, more), self.clock.seconds()))
 
-    def broadcast(self, fields: Mapping[str, object] | None = None, **more: object) -> Event:
+    def broadcast(self, fields: Mapping[str, object] | None = None,
+                  **more: object) -> Event | Deferred[Event]:
         """Send a ``data`` event (or the ``p_event`` given) to every session."""
         merged = _merge(fields, more)
         name = str(merged.pop("p_event", "data"))
@@ -104,13 +113,13 @@ class PushServer(Service):
         return self.publish_event(event)
 
     def unicast(self, session_id: str, fields: Mapping[str, object] | None = None,
-                subject: str = "", **more: object) -> Event:
+                subject: str = "", **more: object) -> Event | Deferred[Event]:
         """Send a ``data`` event to one session, without a subject check."""
         return self.publish_event(data_event(subject, _merge(fields, more), self.clock.seconds(),
                                              route=Route.UNICAST, target=session_id))
 
     def send_to_user(self, user: str, subject: str = "", fields: Mapping[str, object] | None = None,
-                     **more: object) -> Event:
+                     **more: object) -> Event | Deferred[Event]:
         """Send a ``data`` event to every session of ``user`` (tabs, devices), on every node.
 
         No subject check: ``subject`` only labels the event for its receivers.
@@ -141,8 +150,11 @@ class PushServer(Service):
             raise UsageError(f"count must be an int >= 0, not {count!r}")
         return maybeDeferred(self.backplane.history, subject, count).addCallback(list)
 
-    def publish_event(self, event: Event) -> Event:
-        """Hand ``event`` to the backplane; return the stored event."""
+    def publish_event(self, event: Event) -> Event | Deferred[Event]:
+        """Hand ``event`` to the backplane; return the stored event.
+
+        A clustered backplane answers with a Deferred firing with it.
+        """
         bad = [name for name in event.fields if not valid_name(name)]
         if bad:
             raise UsageError(f"field name {bad[0]!r} cannot be written in every format")
@@ -224,6 +236,9 @@ class PushServer(Service):
 
     def startService(self) -> None:
         super().startService()
+        start = getattr(self.backplane, "start", None)
+        if start is not None:
+            start()  # connects in the background; publishes wait in its outbox meanwhile
         self._sweeper = LoopingCall(self.sweep)
         self._sweeper.clock = self.clock
         self._sweeper.start(self.config.session_check_millis / 1000.0, now=False)
@@ -257,6 +272,9 @@ class PushServer(Service):
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stop()
         self.scheduler.stop()
+        stop = getattr(self.backplane, "stop", None)
+        if stop is not None:
+            stop()
         super().stopService()
         if transports:
             return drain(transports, self.clock, self.config.shutdown_timeout_secs)

@@ -42,6 +42,12 @@ class Options(usage.Options):
         ["root", None, DEFAULT_ROOT, "Mount root of the web root and pushlet.srv."],
         ["log-level", None, None,
          "Sets log.level: fatal, error, warn, info, debug, trace or 1 to 6 (as --set log.level=N)."],
+        ["backplane", None, None,
+         "Share events, history and sessions with other processes through Redis: "
+         "redis://host:port/db (as --set backplane=...). See docs/scaling.md."],
+        ["workers", None, "1",
+         "Run this many worker processes sharing the --listen sockets (needs --backplane); "
+         "dead workers are restarted, SIGTERM stops them all cleanly."],
     ]
     optFlags = [
         ["no-sources", None, "Run no event sources."],
@@ -52,6 +58,7 @@ class Options(usage.Options):
         self["listen"] = []
         self["tcp"] = []
         self["set"] = {}
+        self["adopt"] = []
         #: The :class:`~pushpy.config.Config` built by :meth:`postOptions`.
         self.server_config: Config = Config()
         #: The :class:`~pushpy.interfaces.IEventSource` providers to run.
@@ -66,6 +73,10 @@ class Options(usage.Options):
         tcp:8081:interface=127.0.0.1 (repeatable; off by default)."""
         self["tcp"].append(_check_endpoint(description, "--tcp"))
 
+    def opt_adopt(self, spec: str) -> None:
+        """(Used by --workers) listen on an inherited socket FD:AF_INET."""
+        self["adopt"].append(spec)
+
     def opt_set(self, assignment: str) -> None:
         """Override a configuration key, as key=value, e.g. session.timeout.mins=10 (repeatable)."""
         key, sep, value = assignment.partition("=")
@@ -78,8 +89,10 @@ class Options(usage.Options):
         self["set"][key] = value
 
     def postOptions(self) -> None:
-        if not self["listen"]:
+        if not self["listen"] and not self["adopt"]:
             self["listen"] = [DEFAULT_LISTEN]
+        if self["backplane"] is not None:
+            self["set"]["backplane"] = self["backplane"]
         settings = dict(self["set"])
         if self["log-level"] is not None:
             settings["log.level"] = str(_log_level(self["log-level"]))
@@ -101,6 +114,41 @@ class Options(usage.Options):
         except errors.UsageError as e:
             raise usage.UsageError(f"--root: {e}") from e
         self.event_sources = self._load_sources()
+        self._check_workers()
+
+    def _check_workers(self) -> None:
+        if self.server_config.backplane:
+            from pushpy.cluster.link import parse_redis_url
+
+            try:
+                parse_redis_url(self.server_config.backplane)
+            except errors.UsageError as e:
+                raise usage.UsageError(f"--backplane: {e}") from e
+        text = str(self["workers"])
+        if not text.isdigit() or not 1 <= int(text) <= 256:
+            raise usage.UsageError(f"--workers {text!r}: give a number from 1 to 256")
+        self["workers"] = int(text)
+        if self["workers"] > 1:
+            if not self.server_config.backplane:
+                raise usage.UsageError(
+                    "--workers needs a shared backplane: add --backplane redis://127.0.0.1:6379/0")
+            if self["tcp"]:
+                raise usage.UsageError("--workers does not share --tcp listeners; run it without --tcp")
+            bad = [d for d in self["listen"] if not d.startswith("tcp:")]
+            if bad:
+                raise usage.UsageError(f"--workers shares tcp: listeners only, not {bad[0]!r}")
+
+    def worker_arguments(self) -> list[str]:
+        """The options of one worker of ``--workers``: these, without listeners."""
+        args = ["--root", self["root"]]
+        for name in ("config", "sources", "webroot", "log-level"):
+            if self[name] is not None:
+                args += [f"--{name}", str(self[name])]
+        if self["no-sources"]:
+            args.append("--no-sources")
+        for key, value in self["set"].items():
+            args += ["--set", f"{key}={value}"]
+        return args
 
     def _load_sources(self) -> list[Any]:
         if self["no-sources"]:
@@ -141,11 +189,30 @@ def makeService(options: Options) -> MultiService:
     from pushpy.web.tcp import tcp_factory
 
     top = PushpyService(options.server_config.log_level, getattr(options, "parent", None))
+    if options["workers"] > 1:
+        from pushpy.cluster.workers import WorkerSupervisor
+
+        WorkerSupervisor(options["workers"], options.worker_arguments(),
+                         options["listen"]).setServiceParent(top)
+        return top
     server = PushServer(options.server_config, sources=options.event_sources)
     IService(server).setServiceParent(top)
     site = build_site(server, webroot=options["webroot"], root=options["root"])
+    listeners: MultiService = top
+    if getattr(server.backplane, "start", None) is not None:
+        # A clustered backplane: accept clients once it is connected and caught up, so
+        # no session starts from a position of an unknown log.
+        from pushpy.cluster.workers import AfterBackplane
+
+        listeners = AfterBackplane(server.backplane)
+        listeners.setServiceParent(top)
     for description in options["listen"]:
-        strports.service(description, site).setServiceParent(top)
+        strports.service(description, site).setServiceParent(listeners)
+    if options["adopt"]:
+        from pushpy.cluster.workers import AdoptedPortService
+
+        for spec in options["adopt"]:
+            AdoptedPortService(spec, site).setServiceParent(listeners)
     if options["tcp"]:
         lines = tcp_factory(server)
         for description in options["tcp"]:

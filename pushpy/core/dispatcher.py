@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from pushpy import protocol as P
 from pushpy.config import Config
 from pushpy.core.deadlines import Deadlines
-from pushpy.core.events import Event, Route
+from pushpy.core.events import Event, Route, make_event
 from pushpy.core.ids import VALID_ID, id_policy
 from pushpy.core.sessions import EndReason, Session, SessionState
 from pushpy.core.subjects import SubjectIndex, Subscription, split_subjects
@@ -73,13 +73,14 @@ class Dispatcher:
 
     def join(self, now: float, *, format: str = P.FORMAT_JS, user_agent: str = "unknown",
              address: str = "", params: Mapping[str, str] | None = None,
-             user: str | None = None) -> Session:
+             user: str | None = None, session_id: str | None = None) -> Session:
         """Create and register a session (spec 2.3 step 2).
 
         Sessions of pushpy's own transports (``format="json"``) get the
         ``native.*`` lease and queue size instead of Pushlet's.  ``user`` is
         the session's user id (``None``: anonymous), set before the
         ``on_join`` callbacks run; user events reach every session of a user.
+        ``session_id`` gives the id instead of the id policy (a session another node made).
         """
         config = self.config
         if len(self.sessions) >= config.sessionmanager_maxsessions:
@@ -88,7 +89,7 @@ class Dispatcher:
         if (limit and self._by_address.get(address, 0) >= limit
                 and address not in config.limit_sessions_per_address_exempt):
             raise ClientError(f"Too many sessions from {address}", 429)
-        session_id = self.ids.session_id(params or {})
+        session_id = session_id or self.ids.session_id(params or {})
         if not isinstance(session_id, str) or not VALID_ID.match(session_id):
             raise ClientError("Invalid session id chosen by the id policy", 400)
         if session_id in self.sessions:
@@ -194,8 +195,12 @@ class Dispatcher:
 
     # -- subscriptions ----------------------------------------------------
 
-    def subscribe(self, session: Session, subject: str | None, label: str | None = None) -> Subscription:
-        """Add a subscription; refuse bad subjects with a ``nack`` reason."""
+    def subscribe(self, session: Session, subject: str | None, label: str | None = None,
+                  sid: str | None = None) -> Subscription:
+        """Add a subscription; refuse bad subjects with a ``nack`` reason.
+
+        ``sid`` keeps the id a subscription had on another node.
+        """
         config = self.config
         if not subject or not split_subjects(subject):
             raise ClientError(P.NO_SUBJECT)
@@ -209,7 +214,9 @@ class Dispatcher:
             raise ClientError(f"subject too long (at most {config.limit_subject_length} characters)")
         if len(session.subscriptions) >= config.limit_subscriptions:
             raise ClientError(f"too many subscriptions (at most {config.limit_subscriptions})")
-        sid = self.ids.subscription_id()
+        if sid and sid in session.subscriptions:
+            self.index.remove(session.subscriptions.pop(sid))
+        sid = sid or self.ids.subscription_id()
         while sid in session.subscriptions:
             sid = self.ids.subscription_id()
         subscription = Subscription(sid, subject, label)
@@ -268,6 +275,22 @@ class Dispatcher:
             count += 1
         self.stats.delivered += count
         return count
+
+    def notify_gap(self, reason: str, now: float) -> None:
+        """Warn every listening session that events may have been lost (a backplane gap).
+
+        Native sessions get a ``gap`` message, Pushlet sessions a ``nack``.
+        """
+        for session in list(self.sessions.values()):
+            if session.state is not SessionState.LISTENING:
+                continue
+            if session.format == P.FORMAT_JSON:
+                notice = make_event(P.GAP, now, p_reason=reason, dropped="0")
+            else:
+                notice = make_event(P.NACK, now, p_id=session.id, p_reason=reason)
+            session.queue.put((notice, None))
+            if session.channels:
+                session.channels[-1].wake()
 
     def _overflowed(self, session: Session) -> bool:
         """Count a drop and apply the ``abort`` policy; true when the session ended."""

@@ -24,6 +24,7 @@ import hmac
 import json
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet.defer import Deferred, FirstError, gatherResults, maybeDeferred
 from twisted.web.error import UnsupportedMethod
 from twisted.web.resource import Resource
 from twisted.web.server import Request
@@ -76,6 +77,8 @@ class PublishAPI(Resource):
 
     def render_POST(self, request: Request) -> bytes | int:
         def refuse(error: BaseException) -> bytes:
+            if isinstance(error, FirstError):
+                error = error.subFailure.value
             e = error if isinstance(error, ClientError) else ClientError("internal error", 500)
             request.setResponseCode(e.status or 400)
             if e.status == 401:
@@ -90,15 +93,22 @@ class PublishAPI(Resource):
         users = {event.target: i for i, event in reversed(list(enumerate(events)))
                  if event.route is Route.USER}
 
-        def publish(online: object) -> bytes:
+        def answer(stored: list[Any]) -> bytes:
+            return _json(request, {"published": len(stored), "ids": [e.position for e in stored]})
+
+        def publish(online: object) -> Any:
             for user, index in users.items():
                 if user not in online:  # type: ignore[operator]
                     raise ClientError(f"event {index}: user has no session: {str(user)[:64]}", 404)
-            ids = [self.push.publish_event(event).position for event in events]
-            return _json(request, {"published": len(ids), "ids": ids})
+            published = [self.push.publish_event(event) for event in events]
+            if not any(isinstance(stored, Deferred) for stored in published):
+                return answer(published)
+            # A clustered backplane: answer once every event is stored, in order.
+            return gatherResults([maybeDeferred(lambda e=e: e) for e in published],
+                                 consumeErrors=True).addCallback(answer)
 
         if not users:
-            return publish({})
+            return respond(request, publish({}), refuse)
         return respond(request, self.push.presence().addCallback(publish), refuse)
 
     def render_HEAD(self, request: Request) -> bytes:

@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 from pushpy import protocol as P
 from pushpy.auth import Credentials, Identity
 from pushpy.core.events import Event, Route, make_event
-from pushpy.core.history import parse_position
+from pushpy.core.history import Recovery, parse_position
 from pushpy.core.limits import check_event, check_publish_rate
 from pushpy.core.sessions import Delivery, EndReason, Session, SessionState
 from pushpy.core.subjects import Subscription
@@ -147,18 +147,35 @@ class NativeProtocol:
             return session, token
         return self._position(session, token, now)
 
-    def _position(self, session: Session, token: str | None, now: float) -> tuple[Session, str]:
-        position = self.server.backplane.position
-        if token:
-            position = self.resume(session, token, list(session.subscriptions.values()), now)
-        session.position = position
-        return session, position
+    def _position(self, session: Session, token: str | None,
+                  now: float) -> tuple[Session, str] | Deferred:
+        if not token:
+            session.position = self.server.backplane.position
+            return session, session.position
+
+        def place(position: str) -> tuple[Session, str]:
+            session.position = position
+            return session, position
+
+        return then(self.resume(session, token, list(session.subscriptions.values()), now), place)
 
     def resume(self, session: Session, token: str, subscriptions: list[Subscription],
-               now: float) -> str:
-        """Queue what ``session`` missed after ``token`` on ``subscriptions``; return the position."""
+               now: float) -> str | Deferred:
+        """Queue what ``session`` missed after ``token`` on ``subscriptions``; return the position.
+
+        The answer is a Deferred when the backplane's is (Redis); the
+        session is subscribed already, so live events arriving meanwhile are
+        queued and merged with the recovered ones without repeats.
+        """
         recovery = self.server.backplane.since(
             token, lambda subject: any(s.matches(subject) for s in subscriptions))
+        return then(recovery, lambda found: self._recovered(session, token, subscriptions, found))
+
+    def _recovered(self, session: Session, token: str, subscriptions: list[Subscription],
+                   recovery: Recovery) -> str:
+        if session.state is SessionState.ENDED:
+            raise ClientError("session ended", 400)
+        now = self.server.clock.seconds()
         parsed = parse_position(token)
         usable = parsed is not None and recovery.reason not in ("unknown epoch",
                                                                 "position ahead of history")
@@ -235,10 +252,12 @@ class NativeProtocol:
             if session.state is SessionState.ENDED:
                 raise ClientError("session ended")
             subscription = self.server.dispatcher.subscribe(session, subject)
+            answer = {"op": "subscribe", "subject": subject}
             token = message.get("last_event_id")
             if isinstance(token, str) and token:
-                self.resume(session, token, [subscription], self.server.clock.seconds())
-            return {"op": "subscribe", "subject": subject}
+                resumed = self.resume(session, token, [subscription], self.server.clock.seconds())
+                return then(resumed, lambda _: answer)
+            return answer
 
         return then(ask(self.server.authorizer.subscribe, session, subject), subscribe)
 
@@ -295,8 +314,8 @@ class NativeProtocol:
                 event = Event(out, route=Route.UNICAST, target=target)
             else:
                 event = Event(out)
-            stored = server.publish_event(event)
-            return {"op": "publish", "id": getattr(stored, "position", None)}
+            return then(server.publish_event(event),
+                        lambda stored: {"op": "publish", "id": getattr(stored, "position", None)})
 
         if user is None:
             return then(ask(server.authorizer.publish, session, subject), publish)

@@ -85,7 +85,26 @@ class PushletResource(Resource):
                 raise ClientError(P.NO_EVENT_TYPE, 400)
             if name.startswith(P.JOIN):
                 return self._join(request, params, name, now)
-            session = server.dispatcher.require(params.get(P.P_ID))
+            shared = server.shared_sessions
+            if shared is None:
+                session = server.dispatcher.require(params.get(P.P_ID))
+            else:  # any node may serve it: its state is in Redis
+                found = shared.session_for(params.get(P.P_ID), data=name in P.DATA_CHANNEL_EVENTS)
+                if isinstance(found, Deferred):
+                    later = then(found, lambda s: self._serve(request, s, params, name,
+                                                              server.clock.seconds()))
+                    return respond(request, later, lambda e: self._refuse(request, None, e))
+                session = found
+            return self._serve(request, session, params, name, now)
+        except ClientError as e:
+            return self._refuse(request, session, e)
+
+    def _serve(self, request: Request, session: Session, params: Params, name: str,
+               now: float) -> bytes | int:
+        """Run the handler of a request of a live session (after its authorization)."""
+        server = self.push
+        config = server.config
+        try:
             if is_bound(session):
                 check_binding(server, session, lambda: request_credentials(request, params, "pushlet"))
             server.dispatcher.touch(session, now)
@@ -207,22 +226,40 @@ class PushletResource(Resource):
 
     # -- control events ---------------------------------------------------
 
-    def _join_ack(self, request: Request, session: Session, params: Params, now: float) -> bytes:
+    def _stored(self, request: Request, session: Session, written: Deferred | None,
+                body: Callable[[], bytes]) -> bytes | int:
+        """``body()``, answered once ``written`` (a session record write) has fired."""
+        if written is None:
+            return body()
+        return respond(request, written.addCallback(lambda _: body()),
+                       lambda e: self._refuse(request, session, e))
+
+    def _join_ack(self, request: Request, session: Session, params: Params, now: float) -> bytes | int:
+        shared = self.push.shared_sessions
+        if shared is not None:
+            return self._stored(request, session, shared.save(session), lambda: self._control(
+                request, session, self._ack(P.JOIN_ACK, session, now, p_format=session.format)))
         return self._control(request, session,
                              self._ack(P.JOIN_ACK, session, now, p_format=session.format))
 
-    def _subscribe(self, request: Request, session: Session, params: Params, now: float) -> bytes:
+    def _subscribe(self, request: Request, session: Session, params: Params,
+                   now: float) -> bytes | int:
         subscription = self.push.dispatcher.subscribe(
             session, params.get(P.P_SUBJECT), params.get(P.P_LABEL))
         ack = self._ack(P.SUBSCRIBE_ACK, session, now, p_subject=subscription.subject,
                         p_sid=subscription.sid)
         if subscription.label:
             ack[P.P_LABEL] = subscription.label
-        return self._control(request, session, ack)
+        shared = self.push.shared_sessions
+        written = shared.subscriptions_changed(session) if shared is not None else None
+        return self._stored(request, session, written, lambda: self._control(request, session, ack))
 
-    def _unsubscribe(self, request: Request, session: Session, params: Params, now: float) -> bytes:
+    def _unsubscribe(self, request: Request, session: Session, params: Params,
+                     now: float) -> bytes | int:
         sid = params.get(P.P_SID)
         removed = self.push.dispatcher.unsubscribe(session, sid)
+        shared = self.push.shared_sessions
+        written = shared.subscriptions_changed(session) if shared is not None else None
         ack = self._ack(P.UNSUBSCRIBE_ACK, session, now)
         if sid:
             subscription = removed[0]
@@ -230,9 +267,10 @@ class PushletResource(Resource):
             ack[P.P_SUBJECT] = subscription.subject
             if subscription.label:
                 ack[P.P_LABEL] = subscription.label
-        return self._control(request, session, ack)
+        return self._stored(request, session, written, lambda: self._control(request, session, ack))
 
-    def _publish(self, request: Request, session: Session, params: Params, now: float) -> bytes:
+    def _publish(self, request: Request, session: Session, params: Params,
+                 now: float) -> bytes | int:
         if not params.get(P.P_SUBJECT):
             raise ClientError(P.NO_SUBJECT)
         bad = [name for name in params if not valid_name(name)]
@@ -246,16 +284,23 @@ class PushletResource(Resource):
         fields.setdefault(P.P_TIME, str(int(now)))
         target = params.get(P.P_TO)
         route = Route.UNICAST if target else Route.MULTICAST
-        self.push.publish_event(Event(fields, route=route, target=target or None))
-        return self._control(request, session,
-                             {P.P_EVENT: P.PUBLISH_ACK, P.P_TIME: str(int(now))})
+        published = self.push.publish_event(Event(fields, route=route, target=target or None))
+        ack = {P.P_EVENT: P.PUBLISH_ACK, P.P_TIME: str(int(now))}
+        if isinstance(published, Deferred):  # a clustered backplane: ack once it is stored
+            answer = published.addCallback(lambda _: self._control(request, session, ack))
+            return respond(request, answer, lambda e: self._refuse(request, session, e))
+        return self._control(request, session, ack)
 
     def _heartbeat(self, request: Request, session: Session, params: Params, now: float) -> bytes:
         return self._control(request, session, {P.P_EVENT: P.HEARTBEAT_ACK, P.P_TIME: str(int(now))})
 
-    def _leave(self, request: Request, session: Session, params: Params, now: float) -> bytes:
+    def _leave(self, request: Request, session: Session, params: Params,
+               now: float) -> bytes | int:
         self.push.dispatcher.end(session, EndReason.LEAVE)
-        return self._control(request, session, self._ack(P.LEAVE_ACK, session, now))
+        shared = self.push.shared_sessions
+        written = shared.ended_write(session.id) if shared is not None else None
+        return self._stored(request, session, written, lambda: self._control(
+            request, session, self._ack(P.LEAVE_ACK, session, now)))
 
     # -- data channels ----------------------------------------------------
 
@@ -264,6 +309,11 @@ class PushletResource(Resource):
         subject = params.get(P.P_SUBJECT)
         subscription = dispatcher.subscribe(session, subject, params.get(P.P_LABEL)) if subject else None
         mode = dispatcher.listen(session, params.get(P.P_MODE), now)
+        shared = self.push.shared_sessions
+        written = None
+        if shared is not None:
+            session.position = session.position or self.push.backplane.position
+            written = shared.save(session, position=True)
         name = P.JOIN_LISTEN_ACK if params[P.P_EVENT] == P.JOIN_LISTEN else P.LISTEN_ACK
         ack = self._ack(name, session, now, p_mode=mode, p_format=session.format)
         if subscription is not None:
@@ -271,13 +321,19 @@ class PushletResource(Resource):
             if subscription.label:
                 ack[P.P_LABEL] = subscription.label
         codec = self._headers(request, session)
-        if mode == P.MODE_STREAM:
-            streaming(request)
-            StreamChannel(self.push, request, session, codec).start(ack, now)
-        else:
-            RefreshChannel(self.push, request, session, codec,
-                           refresh_url(request, session.id)).first(ack, now)
-        return NOT_DONE_YET
+
+        def start(_: object = None) -> int:
+            if mode == P.MODE_STREAM:
+                streaming(request)
+                StreamChannel(self.push, request, session, codec).start(ack, now)
+            else:
+                RefreshChannel(self.push, request, session, codec,
+                               refresh_url(request, session.id)).first(ack, now)
+            return NOT_DONE_YET
+
+        if written is None:
+            return start()
+        return respond(request, written.addCallback(start), lambda e: self._refuse(request, session, e))
 
     def _refresh(self, request: Request, session: Session, params: Params, now: float) -> int:
         if not session.listening:

@@ -244,7 +244,18 @@ class RefreshChannel(_Channel):
 
     def _respond(self, items: list[Delivery], now: float) -> None:
         body = self._encode(items) if items else [self._heartbeat(now)]
-        self._write(b"".join([self.codec.opening, self.ack, *body, self._refresh(now)]))
+        data = b"".join([self.codec.opening, self.ack, *body, self._refresh(now)])
+        shared = self.server.shared_sessions
+        if shared is None:
+            self._write(data)
+            return
+        # Every event up to the node's position that the session matches was queued, and
+        # is taken now: the next refresh, on any node, reads the log from there.  The
+        # position is stored before the response is written (never twice, at most once).
+        self.session.position = self.server.backplane.position
+        self.server.scheduler.set(self, None)
+        self.session.detach(self)
+        shared.save_position(self.session).addBoth(lambda _: self._write(data))
 
     def _refresh(self, now: float) -> bytes:
         config = self.server.config

@@ -10,8 +10,8 @@ import json
 
 import pytest_twisted
 import treq
-from native_client import events, of_type, sleep, xml_events
-from server_support import eventually
+from native_client import events, of_type, xml_events
+from server_support import eventually, sleep
 
 from pushpy.auth import CallbackAuthorizer, mint_token
 from pushpy.errors import ClientError

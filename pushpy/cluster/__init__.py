@@ -1,0 +1,4 @@
+"""Running several pushpy processes as one: the Redis backplane, shared sessions, workers.
+
+See ``docs/scaling.md``.
+"""

@@ -1,0 +1,314 @@
+"""Real pushpy processes on one Redis, and plain blocking HTTP clients for them.
+
+:class:`Node` runs ``twistd -n pushpy`` in a subprocess on a free loopback
+port with the Redis backplane; :class:`RedisServer` runs a private
+``redis-server`` (for restart tests).  Clients use ``http.client`` so requests
+can go to any node in turn, as behind a round-robin load balancer.
+"""
+
+from __future__ import annotations
+
+import http.client as httplib
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parents[2]
+REDIS_URL = "redis://127.0.0.1:6379/0"
+API_KEY = "cluster-test-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 10.0, step: float = 0.05) -> Any:
+    """Poll ``check()`` until it returns something true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(step)
+
+
+def unique_prefix() -> str:
+    return "pushpy-test-" + secrets.token_hex(4)
+
+
+def http(port: int, method: str, path: str, body: bytes | None = None,
+         headers: dict[str, str] | None = None, timeout: float = 10.0) -> tuple[int, bytes]:
+    connection = httplib.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+class Node:
+    """One ``twistd pushpy`` process on the Redis backplane."""
+
+    def __init__(self, tmp: Path, prefix: str, redis_url: str = REDIS_URL, *,
+                 port: int | None = None, settings: dict[str, str] | None = None) -> None:
+        self.port = port or free_port()
+        self.tmp = tmp
+        options = {"backplane": redis_url, "backplane.prefix": prefix, "api.key": API_KEY,
+                   "queue.read.timeout.millis": "1000", "pull.refresh.wait.min.millis": "0",
+                   "pull.refresh.wait.max.millis": "0", "stats.interval.secs": "0",
+                   "limit.publish.rate": "0", **(settings or {})}
+        args = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "--nodaemon", "--pidfile=", "--logfile",
+                str(tmp / f"node-{self.port}.log"), "pushpy", "--no-sources",
+                "--listen", f"tcp:{self.port}:interface=127.0.0.1"]
+        for key, value in options.items():
+            args += ["--set", f"{key}={value}"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.process = subprocess.Popen(args, cwd=tmp, env=env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+
+    def wait(self) -> Node:
+        """Wait until the node answers and its backplane is up."""
+        wait_until(self.ready, timeout=30)
+        return self
+
+    def ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"node exited: {self.log()[-2000:]}")
+        try:
+            status, body = http(self.port, "GET", "/pushlet/stats", timeout=2)
+        except OSError:
+            return False
+        return status == 200 and json.loads(body)["backplane"]["state"] == "up"
+
+    def stats(self) -> dict[str, Any]:
+        return json.loads(http(self.port, "GET", "/pushlet/stats")[1])
+
+    def log(self) -> str:
+        path = self.tmp / f"node-{self.port}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to clients or Redis."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+class RedisServer:
+    """A private ``redis-server`` without persistence (a restart loses everything)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.tmp = tmp
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.tmp)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(self._answers)
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def publish(port: int, subject: str, **fields: str) -> str:
+    """Publish through a node's API; the event's id."""
+    body = json.dumps({"subject": subject, "fields": fields}).encode()
+    status, answer = http(port, "POST", "/pushlet/api/publish", body,
+                          {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"})
+    assert status == 200, answer
+    return json.loads(answer)["ids"][0]
+
+
+_EVENT = re.compile(r"<event\s([^>]*?)/?>", re.S)
+_ATTRIBUTE = re.compile(r'([\w.-]+)="([^"]*)"')
+
+
+def xml_events(body: bytes) -> list[dict[str, str]]:
+    """The events of a Pushlet ``xml`` response."""
+    return [dict(_ATTRIBUTE.findall(match)) for match in _EVENT.findall(body.decode("utf-8"))]
+
+
+class PushletPullClient:
+    """A Pushlet pull-mode client whose every request goes to the next node in turn."""
+
+    def __init__(self, ports: Callable[[], list[int]], subject: str) -> None:
+        self.ports = ports
+        self.turn = 0
+        self.events: list[dict[str, str]] = []
+        self.session = ""
+        reply = self.request({"p_event": "join-listen", "p_format": "xml", "p_mode": "pull",
+                              "p_subject": subject})
+        ack = [e for e in reply if e.get("p_event") == "join-listen-ack"]
+        assert ack, reply
+        self.session = ack[0]["p_id"]
+
+    def request(self, params: dict[str, str]) -> list[dict[str, str]]:
+        ports = self.ports()
+        port = ports[self.turn % len(ports)]
+        self.turn += 1
+        status, body = http(port, "GET", "/pushlet/pushlet.srv?" + urlencode(params))
+        assert status == 200, (status, body)
+        return xml_events(body)
+
+    def refresh(self) -> list[dict[str, str]]:
+        """One refresh on the next node; keeps and returns its data events."""
+        while True:
+            try:
+                found = self.request({"p_event": "refresh", "p_id": self.session})
+                break
+            except OSError:
+                continue  # that node is dead: the balancer would send us elsewhere
+        data = [e for e in found if e.get("p_event") == "data"]
+        self.events.extend(data)
+        notices = [e for e in found if e.get("p_event") in ("nack", "abort")]
+        assert not notices, notices
+        return data
+
+
+class NativePollClient:
+    """A client of pushpy's ``poll`` transport asking the next node each time.
+
+    It sends its subject, session and last event id with every request, as
+    ``pushpy.js`` does, so any node can answer it.
+    """
+
+    def __init__(self, ports: Callable[[], list[int]], subject: str) -> None:
+        self.ports = ports
+        self.subject = subject
+        self.turn = 0
+        self.session = ""
+        self.last_id = ""
+        self.events: list[dict[str, Any]] = []
+        self.notices: list[dict[str, Any]] = []
+
+    def poll(self) -> list[dict[str, Any]]:
+        params = {"subject": self.subject}
+        if self.session:
+            params["session"] = self.session
+        if self.last_id:
+            params["last_event_id"] = self.last_id
+        while True:
+            ports = self.ports()
+            port = ports[self.turn % len(ports)]
+            self.turn += 1
+            try:
+                status, body = http(port, "GET", "/pushlet/poll?" + urlencode(params))
+                break
+            except OSError:
+                continue
+        assert status == 200, (status, body)
+        answer = json.loads(body)
+        self.session = answer["session"]
+        self.last_id = answer["position"] or self.last_id  # what pushpy.js resumes from
+        found = [m for m in answer["messages"] if m["type"] == "event"]
+        for message in answer["messages"]:
+            if message["type"] in ("gap", "close") or (
+                    message["type"] == "recovery" and not message["recovered"]):
+                self.notices.append(message)
+        self.events.extend(found)
+        return found
+
+
+class SSEClient:
+    """A native SSE client in a thread: reconnects to the next live node with its last id."""
+
+    def __init__(self, ports: Callable[[], list[int]], subject: str, first_port: int) -> None:
+        self.ports = ports
+        self.subject = subject
+        self.port = first_port
+        self.last_id = ""
+        self.events: list[dict[str, Any]] = []
+        self.notices: list[dict[str, Any]] = []
+        self.connections = 0
+        self.opened = threading.Event()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.done.is_set():
+            try:
+                self._stream(self.port)
+            except OSError:
+                pass
+            ports = [p for p in self.ports() if p != self.port] or self.ports()
+            self.port = ports[self.connections % len(ports)]
+
+    def _stream(self, port: int) -> None:
+        params = {"subject": self.subject}
+        headers = {"Accept": "text/event-stream"}
+        if self.last_id:
+            headers["Last-Event-ID"] = self.last_id
+        connection = httplib.HTTPConnection("127.0.0.1", port, timeout=3)
+        try:
+            connection.request("GET", "/pushlet/sse?" + urlencode(params), headers=headers)
+            response = connection.getresponse()
+            self.connections += 1
+            data: list[str] = []
+            while not self.done.is_set():
+                line = response.fp.readline()
+                if not line:
+                    return
+                text = line.decode("utf-8").rstrip("\r\n")
+                if text.startswith("data:"):
+                    data.append(text[5:].strip())
+                elif not text and data:
+                    self._message(json.loads("\n".join(data)))
+                    data = []
+        finally:
+            connection.close()
+
+    def _message(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "open":
+            self.opened.set()
+        elif kind == "event":
+            self.events.append(message)
+            self.last_id = message["id"]
+        elif kind in ("gap", "close") or (kind == "recovery" and not message["recovered"]):
+            self.notices.append(message)
+
+    def stop(self) -> None:
+        self.done.set()

@@ -1,0 +1,234 @@
+"""The Redis backplane against real Redis: order, resume, history, epochs, outages.
+
+Shared-Redis tests use a fresh key prefix each; outage tests run a private
+``redis-server`` and kill and restart it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import pytest_twisted
+from cluster_support import REDIS_URL, RedisServer, unique_prefix
+from redis_keys import delete_prefix
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+
+from pushpy.cluster.redis_backplane import RedisBackplane
+from pushpy.core.events import Event, Route
+
+
+def sleep(seconds: float) -> Deferred:
+    d: Deferred = Deferred()
+    reactor.callLater(seconds, d.callback, None)
+    return d
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    waited = 0.0
+    while not check():
+        assert waited < timeout, "condition not met in time"
+        await sleep(0.02)
+        waited += 0.02
+
+
+def data(subject: str, n: int) -> Event:
+    return Event({"p_event": "data", "p_subject": subject, "n": str(n)})
+
+
+@pytest.fixture
+def prefix():
+    name = unique_prefix()
+    yield name
+    delete_prefix(name)
+
+
+@pytest.fixture
+def make(prefix):
+    made: list[RedisBackplane] = []
+
+    def factory(url: str = REDIS_URL, **options) -> RedisBackplane:
+        backplane = RedisBackplane(url, reactor=reactor, prefix=prefix, **options)
+        made.append(backplane)
+        return backplane
+
+    yield factory
+    for backplane in made:
+        backplane.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_node_receives_every_event_in_one_order(make):
+    nodes = [make() for _ in range(3)]
+    received: list[list[str]] = [[] for _ in nodes]
+    for node, log in zip(nodes, received, strict=True):
+        node.attach(lambda event, log=log: log.append(f"{event.position} {event.fields['n']}"))
+        await node.start()
+    stored = []
+    for i in range(30):  # publishers on every node, interleaved
+        stored.append(nodes[i % 3].publish(data(f"/s/{i % 4}", i)))
+    offsets = [(await d).offset for d in stored]
+    assert sorted(offsets) == list(range(1, 31))
+    for publisher in range(3):  # each publisher's events are stored in the order it sent them
+        own = offsets[publisher::3]
+        assert own == sorted(own)
+    await eventually(lambda: all(len(log) == 30 for log in received))
+    assert received[0] == received[1] == received[2]  # one order, seen by every node
+    assert [int(line.split()[0].split(":")[1]) for line in received[0]] == list(range(1, 31))
+
+
+@pytest_twisted.ensureDeferred
+async def test_since_and_history_read_the_shared_log_from_any_node(make):
+    a, b = make(), make()
+    await a.start()
+    await b.start()
+    first = await a.publish(data("/x/1", 1))
+    await a.publish(data("/y", 2))
+    await a.publish(data("/x/2", 3))
+    recovery = await b.since(f"{first.epoch}:0", lambda subject: subject.startswith("/x"))
+    assert recovery.recovered and [e.fields["n"] for e in recovery.events] == ["1", "3"]
+    after = await b.since(first.position, lambda subject: True)
+    assert [e.fields["n"] for e in after.events] == ["2", "3"]
+    assert [e.fields["n"] for e in await b.history("/x/2", 5)] == ["3"]
+    assert (await b.since("other:0", lambda s: True)).reason == "unknown epoch"
+    assert (await b.since(f"{first.epoch}:99", lambda s: True)).reason == "position ahead of history"
+    assert (await b.since("garbage", lambda s: True)).reason == "malformed position"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_trimmed_log_is_reported_not_skipped(make):
+    node = make(log_size=1)
+    await node.start()
+    first = await node.publish(data("/t", 0))
+    for i in range(1, 300):  # MAXLEN ~ trims whole nodes of the stream
+        await node.publish(data("/t", i))
+    recovery = await node.since(first.position, lambda s: True)
+    assert not recovery.recovered and recovery.reason == "history trimmed"
+
+
+@pytest_twisted.ensureDeferred
+async def test_expired_events_are_not_resumed(make):
+    now = [1000.0]
+    node = make(history_ttl=10, now=lambda: now[0])
+    await node.start()
+    old = await node.publish(data("/t", 0))
+    await node.publish(data("/t", 1))
+    now[0] += 60
+    recovery = await node.since(f"{old.epoch}:0", lambda s: True)
+    assert not recovery.recovered and recovery.reason == "history expired"
+
+
+@pytest_twisted.ensureDeferred
+async def test_unicast_and_broadcast_reach_every_node_without_an_offset(make):
+    a, b = make(), make()
+    got: list[Event] = []
+    b.attach(got.append)
+    await a.start()
+    await b.start()
+    await a.publish(Event({"p_event": "data", "n": "1"}, route=Route.UNICAST, target="sid"))
+    await a.publish(Event({"p_event": "data", "n": "2"}, route=Route.BROADCAST))
+    await eventually(lambda: len(got) == 2)
+    assert [(e.route, e.target, e.offset) for e in got] == [
+        (Route.UNICAST, "sid", None), (Route.BROADCAST, None, None)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_redis_restarted_empty_means_a_new_epoch_a_gap_and_queued_publishes_delivered(
+        make, tmp_path):
+    redis = RedisServer(tmp_path)
+    try:
+        node = make(redis.url)
+        got: list[Event] = []
+        gaps: list[str] = []
+        node.attach(got.append)
+        node.gap_listeners.append(gaps.append)
+        await node.start()
+        before = await node.publish(data("/r", 0))
+        await eventually(lambda: len(got) == 1)
+        redis.kill()
+        await eventually(lambda: node.state == "degraded")
+        waiting = node.publish(data("/r", 1))  # held in the outbox meanwhile
+        await sleep(0.2)
+        assert not waiting.called and len(got) == 1
+        redis.start()
+        stored = await waiting
+        await eventually(lambda: len(got) == 2)
+        assert node.state == "up" and got[1].fields["n"] == "1"
+        assert stored.epoch != before.epoch and gaps  # the old log is gone: said so
+        recovery = await node.since(before.position, lambda s: True)
+        assert not recovery.recovered and recovery.reason == "unknown epoch"
+    finally:
+        redis.kill()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_node_cut_off_catches_up_from_the_log_without_a_gap(make):
+    a, b = make(), make()
+    got: list[str] = []
+    b.attach(lambda event: got.append(event.fields["n"]))
+    await a.start()
+    await b.start()
+    await a.publish(data("/k", 0))
+    await eventually(lambda: got == ["0"])
+    gaps: list[str] = []
+    b.gap_listeners.append(gaps.append)
+    b.link.subscriber.transport.loseConnection()  # b misses what is published now
+    await eventually(lambda: b.state == "degraded")
+    for i in range(1, 4):
+        await a.publish(data("/k", i))
+    await eventually(lambda: b.state == "up")
+    await eventually(lambda: len(got) == 4)
+    assert got == ["0", "1", "2", "3"] and gaps == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_full_outbox_refuses_publishing(make):
+    node = make("redis://127.0.0.1:1/0", outbox_size=1)  # nothing listens there
+    node.start()
+    node.publish(data("/o", 0)).addErrback(lambda _: None)
+    with pytest.raises(Exception, match="outbox is full"):
+        await node.publish(data("/o", 1))
+    assert node.state == "degraded"
+
+
+def test_bad_urls_are_refused_with_a_message():
+    from pushpy.cluster.link import parse_redis_url
+    from pushpy.errors import UsageError
+
+    assert parse_redis_url("redis://:pw@h:7/3") == {"host": "h", "port": 7, "db": 3, "password": "pw"}
+    for bad in ("http://h", "redis://", "redis://h/x"):
+        with pytest.raises(UsageError):
+            parse_redis_url(bad)
+
+
+@pytest_twisted.ensureDeferred
+async def test_presence_is_cluster_wide_and_a_dead_nodes_members_disappear(make, prefix):
+    a, b = make(), make()
+    await a.start()
+    await b.start()
+    assert await a.presence_enter("/room", "ann", "s1") is True
+    assert await b.presence_enter("/room", "ann", "s2") is False  # ann was there (on a)
+    assert await b.presence_enter("/room", "bob", "s3") is True
+    assert await a.presence("/room") == {"ann": 2, "bob": 1}
+    # a dies without a goodbye: its heartbeat key expires (deleted here instead of waiting)
+    a.stop()
+    delete_node = RedisBackplane(REDIS_URL, reactor=reactor, prefix=prefix)
+    await delete_node.start()
+    await delete_node.link.execute("DEL", f"{prefix}:node:{a.node}")
+    delete_node.stop()
+    assert await b.presence("/room") == {"ann": 1, "bob": 1}
+    assert await b.presence_leave("/room", "ann", "s2") is True  # her last live member
+    assert await b.presence("/room") == {"bob": 1}
+
+
+@pytest_twisted.ensureDeferred
+async def test_user_events_reach_other_nodes(make):
+    a, b = make(), make()
+    got: list[Event] = []
+    b.attach(got.append)
+    await a.start()
+    await b.start()
+    await a.publish(Event({"p_event": "data", "n": "1"}, route=Route.USER, target="ann"))
+    await eventually(lambda: len(got) == 1)
+    assert (got[0].route, got[0].target, got[0].offset) == (Route.USER, "ann", None)
