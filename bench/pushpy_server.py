@@ -118,14 +118,10 @@ def main() -> None:
     # the one publisher session sends thousands of messages a second (no limit.publish.rate). Settings
     # that the served revision does not know are left out.
     settings = {"queue_read_timeout_millis": int(args.heartbeat * 1000), "stream_max_bytes": 2**62,
-<<<<<<< HEAD
                 "limit_publish_rate": 0.0, "socketio_ping_interval_millis": int(args.heartbeat * 1000),
                 "socketio_ping_timeout_millis": int(max(20.0, 2 * args.heartbeat) * 1000)}
-=======
-                "limit_publish_rate": 0.0}
     if args.backplane:
         settings.update(backplane=args.backplane, backplane_prefix=args.prefix)
->>>>>>> redis
     config = Config(**{k: v for k, v in settings.items() if k in Config.__dataclass_fields__})
     server = PushServer(config, reactor=reactor)
     site = build_site(server)
