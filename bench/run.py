@@ -141,7 +141,12 @@ class Server:
         return []
 
     def rss(self) -> int:
-        return int(Path(f"/proc/{self.proc.pid}/statm").read_text().split()[1]) * PAGE
+        """Resident memory in bytes, the server's worker processes included (``--workers``)."""
+        total = 0
+        for pid in [self.proc.pid, *self.children()]:
+            with contextlib.suppress(OSError):
+                total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+        return total
 
     def alive(self) -> bool:
         return self.proc.poll() is None
