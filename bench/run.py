@@ -141,7 +141,12 @@ class Server:
         return []
 
     def rss(self) -> int:
-        return int(Path(f"/proc/{self.proc.pid}/statm").read_text().split()[1]) * PAGE
+        """Resident memory in bytes, the server's worker processes included (``--workers``)."""
+        total = 0
+        for pid in [self.proc.pid, *self.children()]:
+            with contextlib.suppress(OSError):
+                total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+        return total
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -525,6 +530,8 @@ GOALS = [
     *[("latency", "p99 ms", t, "<=", 1.0, "naive") for t in ("pushlet-xml", "pushpy-sse")],
     *[("idle", "KB/conn", t, "<=", 10.0, None) for t in ("pushlet-xml", "pushpy-sse", "pushpy-ws")],
     *[("idle", "server CPU %", t, "<", 5.0, None) for t in ("pushlet-xml", "pushpy-sse", "pushpy-ws")],
+    ("idle", "conns held", "pushpy-sse-redis-4w", ">=", 50_000.0, None),  # --set idle_conns=50000
+    ("idle", "KB/conn", "pushpy-sse-redis-4w", "<=", 10.0, None),
     ("pull", "cycles/s", "pushlet-pull", ">=", 5000.0, None),
 ]
 

@@ -152,6 +152,11 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            ("--backplane", "redis://127.0.0.1:6379/0", "--workers", "2"), stream=_native_stream(b"sse"),
            publish=_PUSHLET_PUBLISH, publish_api=_PUSHPY_API_PUBLISH,
            note="pushpy native SSE, Redis backplane, 2 worker processes sharing the port"),
+    # As many idle streams as one machine holds: each process may open 20,000 files here.
+    Target("pushpy-sse-redis-4w", "pushpy_server.py",
+           ("--backplane", "redis://127.0.0.1:6379/0", "--workers", "4"), stream=_native_stream(b"sse"),
+           publish=_PUSHLET_PUBLISH, publish_api=_PUSHPY_API_PUBLISH,
+           note="pushpy native SSE, Redis backplane, 4 worker processes sharing the port"),
     Target("python-socketio", "sio_server.py", stream=_SIO_STREAM, publish=_NAIVE_PUBLISH,
            note="python-socketio on aiohttp, Engine.IO websocket"),
     # The same load client and the same publish request as python-socketio: room per channel,

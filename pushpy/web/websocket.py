@@ -8,6 +8,7 @@ messages; subjects and a last event id may also be given in the URL query.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from autobahn.twisted.resource import WebSocketResource
@@ -143,7 +144,7 @@ class PushpyWebSocket(WebSocketServerProtocol):
 
     log = Logger()
     channel: WebSocketChannel | None = None
-    params: dict[str, str]
+    params: dict[str, str] | None = None
     last_event_id: str | None = None
     credentials: Credentials | None = None
     #: Messages that arrived while the session was being authorized.
@@ -152,6 +153,47 @@ class PushpyWebSocket(WebSocketServerProtocol):
     replying: Deferred | None = None
     #: The session being authorized, while the authorizer thinks.
     connecting: Deferred | None = None
+
+    #: What the opening handshake left on the connection (read nowhere once it is open).
+    HANDSHAKE_ATTRS = ("http_request_data", "http_response_data", "http_headers", "http_status_line",
+                       "http_request_params", "http_request_uri", "http_request_path",
+                       "http_request_host", "websocket_origin", "websocket_protocols",
+                       "websocket_extensions", "_wskey", "params", "credentials", "last_event_id")
+    http_request_data = http_response_data = http_headers = http_status_line = None
+    http_request_params = http_request_uri = http_request_path = http_request_host = None
+    websocket_origin = websocket_protocols = websocket_extensions = _wskey = None
+
+    @property
+    def send_queue(self) -> deque:
+        """autobahn's queue of chopped or synchronous sends, made when autobahn first looks at it."""
+        queue = self.__dict__.get("_send_queue")
+        if queue is None:
+            queue = self.__dict__["_send_queue"] = deque()
+        return queue
+
+    @send_queue.setter
+    def send_queue(self, queue: deque) -> None:
+        self.__dict__["_send_queue"] = queue
+
+    def compact(self) -> None:
+        """Shrink an open connection to what it still uses (an idle one costs mostly this object).
+
+        autobahn copies every protocol option of its factory onto each
+        connection and keeps the handshake's request and response: drop the
+        handshake, the options equal to the class's (see
+        :func:`websocket_resource`), an empty send queue, then pack the
+        attributes into a dict of their new size.
+        """
+        attrs = self.__dict__
+        for name in self.HANDSHAKE_ATTRS:
+            attrs.pop(name, None)
+        cls = type(self)
+        for name, value in list(attrs.items()):
+            if getattr(cls, name, _MISSING) is value:
+                del attrs[name]
+        if not attrs.get("_send_queue", True):
+            del attrs["_send_queue"]
+        self.__dict__ = dict(attrs)
 
     def onConnect(self, request: Any) -> None:
         origin = request.headers.get("origin")
@@ -206,6 +248,7 @@ class PushpyWebSocket(WebSocketServerProtocol):
             transport.unregisterProducer()  # the HTTP channel that handed the socket over
         transport.registerProducer(self.channel, True)
         self.channel.start(position, server.clock.seconds())
+        self.compact()
         for payload in early or ():
             self.onMessage(payload, False)
 
@@ -288,7 +331,8 @@ class PushpyWebSocket(WebSocketServerProtocol):
         socket, not through autobahn's per-frame path, while the connection
         is open and plain (no extension, nothing queued by autobahn).
         """
-        if self.state == self.STATE_OPEN and self._perMessageCompress is None and not self.send_queue:
+        if (self.state == self.STATE_OPEN and self._perMessageCompress is None
+                and not self.__dict__.get("_send_queue")):
             if not send_now(self.transport, frame):
                 self.transport.write(frame)
             return
@@ -301,6 +345,24 @@ class PushpyWebSocket(WebSocketServerProtocol):
         applications; 1001 (going away) and 1008 (policy) are what we mean.
         """
         self.sendCloseFrame(code=code, reasonUtf8=encode_truncate(reason, 123), isReply=False)
+
+
+_MISSING = object()
+
+#: Connection state autobahn sets on every connection, with the value it keeps on an idle open one:
+#: class attributes of the protocol, so :meth:`PushpyWebSocket.compact` drops the copies.
+_IDLE_STATE = {
+    "wasClean": False, "wasNotCleanReason": None, "wasMaxFramePayloadSizeExceeded": False,
+    "wasMaxMessagePayloadSizeExceeded": False, "wasOpenHandshakeTimeout": False,
+    "wasCloseHandshakeTimeout": False, "wasServerConnectionDropTimeout": False,
+    "wasServingFlashSocketPolicyFile": False, "closedByMe": False, "failedByMe": False,
+    "droppedByMe": False, "localCloseCode": None, "localCloseReason": None, "remoteCloseCode": None,
+    "remoteCloseReason": None, "openHandshakeTimeoutCall": None, "closeHandshakeTimeoutCall": None,
+    "autoPingPending": None, "autoPingPendingCall": None, "autoPingTimeoutCall": None,
+    "autoPingPendingSent": None, "autoPingPendingSeq": None, "trackedTimings": None,
+    "websocket_protocol_in_use": None, "_perMessageCompress": None, "inside_message": False,
+    "current_frame": None, "triggered": False, "data": b"", "connected": 1,
+}
 
 
 def _payload(frame: bytes) -> bytes:
@@ -322,13 +384,17 @@ def _cookies(header: str | None) -> dict[str, str]:
 def websocket_resource(server: PushServer) -> WebSocketResource:
     """``.../ws``: the WebSocket endpoint, mounted in the same site."""
     factory = WebSocketServerFactory()
-    factory.protocol = PushpyWebSocket
     factory.push = server
     factory.native = NativeProtocol(server)
     factory.origins = OriginPolicy(server.config.origins_allowed)
     factory.batches = BatchFrames()
     factory.setProtocolOptions(maxMessagePayloadSize=server.config.limit_request_bytes,
                                maxFramePayloadSize=server.config.limit_request_bytes)
+    # This factory's options as class attributes: an open connection drops its copies (compact()).
+    options = {name: getattr(factory, name) for name in PushpyWebSocket.CONFIG_ATTRS}
+    # A function option (perMessageCompressionAccept) stays a plain function, not a method.
+    options = {name: staticmethod(v) if callable(v) else v for name, v in options.items()}
+    factory.protocol = type("PushpyWebSocket", (PushpyWebSocket,), {**_IDLE_STATE, **options})
     return WebSocketResource(factory)
 
 

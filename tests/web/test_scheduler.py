@@ -217,3 +217,20 @@ def test_one_flush_call_serves_every_woken_stream():
     assert [len(c.writes) for c in clients] == [b + 1 for b in before]
     for client in clients:
         assert [e["r"] for e in parse_events(client.writes[-1])] == ["0", "1", "2"]
+
+
+def test_deadlines_close_together_share_one_timer_call():
+    """Deadlines within ``SLACK`` of the first due one fire in its timer call, each given the call's time."""
+    clock = Clock()
+    scheduler = Scheduler(clock)
+    log: list = []
+    close = [Item(f"c{n}", log) for n in range(5)]
+    for n, item in enumerate(close):
+        scheduler.set(item, 10.0 + n * Scheduler.SLACK / 5)
+    later = Item("later", log)
+    scheduler.set(later, 10.0 + 2 * Scheduler.SLACK)
+    clock.advance(10.0)
+    assert log == [(item.name, 10.0) for item in close]
+    clock.advance(2 * Scheduler.SLACK)
+    assert log[-1] == ("later", 10.0 + 2 * Scheduler.SLACK)
+    assert clock.getDelayedCalls() == []
