@@ -89,4 +89,5 @@ def backplane_from_config(config: Any, reactor: Any, now: Callable[[], float]) -
 
     return RedisBackplane(config.backplane, reactor=reactor, prefix=config.backplane_prefix,
                           log_size=config.backplane_log_size, history_ttl=config.history_ttl_secs,
-                          outbox_size=config.backplane_outbox_size, now=now)
+                          outbox_size=config.backplane_outbox_size,
+                          node_ttl=config.backplane_node_ttl_secs, now=now)

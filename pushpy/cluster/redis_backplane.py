@@ -34,7 +34,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pushpy.cluster.link import RedisLink, Script
-from pushpy.cluster.presence import HEARTBEAT, RedisPresence
+from pushpy.cluster.presence import NODE_TTL, RedisPresence
 from pushpy.core.events import Event, Route
 from pushpy.core.history import Recovery, parse_position
 from pushpy.errors import ClientError
@@ -109,13 +109,16 @@ class RedisBackplane:
     :param log_size: events kept in the log (approximately; ``XADD MAXLEN ~``).
     :param history_ttl: seconds an event stays usable for resume and history.
     :param outbox_size: publishes kept while Redis is unreachable.
+    :param node_ttl: seconds after its last heartbeat a node counts as dead
+        (heartbeat every third of it); its users' presence ``leave`` is announced then.
     """
 
     log = Logger()
 
     def __init__(self, url: str, *, reactor: Any = None, prefix: str = "pushpy",
                  log_size: int = 10_000, history_ttl: float = 600.0,
-                 outbox_size: int = 10_000, now: Callable[[], float] = time.time) -> None:
+                 outbox_size: int = 10_000, node_ttl: float = NODE_TTL,
+                 now: Callable[[], float] = time.time) -> None:
         if reactor is None:
             from twisted.internet import reactor as global_reactor
 
@@ -146,7 +149,11 @@ class RedisBackplane:
                               on_message=self._message)
         #: This process's id among the nodes (presence members, session owners).
         self.node = secrets.token_hex(6)
-        self.presence_store = RedisPresence(self.link, prefix, self.node)
+        self.presence_store = RedisPresence(self.link, prefix, self.node, node_ttl)
+        #: Called with (subject, user) when a dead node's user is now absent from subject.
+        self.departure_listeners: list[Callable[[str, str], object]] = []
+        #: Called when this node's presence members may have been removed (reaped, Redis lost).
+        self.rejoin_listeners: list[Callable[[], object]] = []
         self._heartbeat: Any = None
         self._ready: list[Deferred] = []
 
@@ -356,7 +363,7 @@ class RedisBackplane:
 
             self._heartbeat = LoopingCall(self._beat)
             self._heartbeat.clock = self.reactor
-            self._heartbeat.start(HEARTBEAT, now=False)
+            self._heartbeat.start(self.presence_store.node_ttl / 3, now=False)
         self._beat()
         d = link.subscriber.subscribe([self.channel, self.control_channel])
         d.addCallback(lambda _: link.eval(ENSURE, self.keys, [self._new_epoch()]))
@@ -364,8 +371,26 @@ class RedisBackplane:
         d.addCallbacks(self._caught_up, self._catch_up_failed)
 
     def _beat(self) -> None:
-        if self.link.up:
-            self.presence_store.heartbeat().addErrback(lambda _: None)
+        """Renew this node's heartbeat, re-enter its members if they were lost, reap dead nodes."""
+        if not self.link.up:
+            return
+        d = self.presence_store.heartbeat()
+        d.addCallback(self._listed)
+        d.addCallback(lambda _: self.presence_store.reap())
+        d.addCallback(self._departed)
+        d.addErrback(lambda f: self.log.warn("presence heartbeat failed: {error}",
+                                             error=f.getErrorMessage()))
+
+    def _listed(self, was_absent: bool) -> None:
+        if was_absent:
+            for listener in list(self.rejoin_listeners):
+                listener()
+
+    def _departed(self, pairs: list[tuple[str, str]]) -> None:
+        for subject, user in pairs:
+            self.log.info("presence: {user} left {subject} (node gone)", user=user, subject=subject)
+            for listener in list(self.departure_listeners):
+                listener(subject, user)
 
     def _catch_up(self, result: list[str]) -> Deferred | None:
         epoch, seq = result[0], int(result[1])

@@ -254,9 +254,11 @@ class NativePollClient:
 class SSEClient:
     """A native SSE client in a thread: reconnects to the next live node with its last id."""
 
-    def __init__(self, ports: Callable[[], list[int]], subject: str, first_port: int) -> None:
+    def __init__(self, ports: Callable[[], list[int]], subject: str, first_port: int,
+                 **params: str) -> None:
         self.ports = ports
         self.subject = subject
+        self.params = params
         self.port = first_port
         self.last_id = ""
         self.events: list[dict[str, Any]] = []
@@ -277,7 +279,7 @@ class SSEClient:
             self.port = ports[self.connections % len(ports)]
 
     def _stream(self, port: int) -> None:
-        params = {"subject": self.subject}
+        params = {"subject": self.subject, **self.params}
         headers = {"Accept": "text/event-stream"}
         if self.last_id:
             headers["Last-Event-ID"] = self.last_id

@@ -223,6 +223,27 @@ async def test_presence_is_cluster_wide_and_a_dead_nodes_members_disappear(make,
 
 
 @pytest_twisted.ensureDeferred
+async def test_one_node_reaps_a_dead_nodes_members_and_a_reaped_node_is_told(make, prefix):
+    a, b, c = make(), make(), make()
+    for backplane in (a, b, c):
+        await backplane.start()
+    await a.presence_enter("/room", "ann", "s1")
+    await a.presence_enter("/room", "carol", "s2")
+    await b.presence_enter("/room", "ann", "s3")
+    await a.presence_enter("/online", "carol", "s2")
+    await b.link.execute("DEL", f"{prefix}:node:{a.node}")  # a's heartbeat expired
+    # ann is still on b: only carol is now absent, on both subjects; the second reaper finds nothing.
+    assert sorted(await c.presence_store.reap()) == [("/online", "carol"), ("/room", "carol")]
+    assert await b.presence_store.reap() == []
+    assert await b.presence("/room") == {"ann": 1}
+    # a was cut off, not dead: its next heartbeat learns it was reaped, so it enters its members again.
+    rejoined: list[bool] = []
+    a.rejoin_listeners.append(lambda: rejoined.append(True))
+    a._beat()
+    await eventually(lambda: rejoined == [True])
+
+
+@pytest_twisted.ensureDeferred
 async def test_user_events_reach_other_nodes(make):
     a, b = make(), make()
     got: list[Event] = []

@@ -140,3 +140,33 @@ def test_a_session_refused_before_it_listens_never_shows_online():
     server.dispatcher.listen(session, P.MODE_STREAM, server.clock.seconds())  # again: no second join
     assert presence_events(server, ONLINE) == [("ann", "join")]
 
+
+
+class ReapingBackplane(MemoryBackplane):
+    """Has the listener lists a clustered backplane offers (dead nodes' users, lost members)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.departure_listeners: list = []
+        self.rejoin_listeners: list = []
+
+
+def test_a_dead_nodes_users_leave_and_lost_members_enter_again():
+    """Departures reported by the backplane are announced; a rejoin re-enters every live member."""
+    from webfakes import FakeReactor
+
+    reactor = FakeReactor()
+    backplane = ReapingBackplane(now=reactor.seconds)
+    server = PushServer(reactor=reactor, backplane=backplane)
+    ann = join(server, "ann", "/room")
+    for listener in backplane.departure_listeners:
+        listener("/room", "zed")  # zed was on a node that died
+    assert presence_events(server, "/room") == [("ann", "join"), ("zed", "leave")]
+    backplane.presence_store = type(backplane.presence_store)()  # the cluster lost this node's members
+    for listener in backplane.rejoin_listeners:
+        listener()
+    assert result(server.presence("/room")) == {"ann": 1}
+    assert presence_events(server, "/room")[-1] == ("ann", "join")
+    assert presence_events(server, ONLINE) == [("ann", "join"), ("ann", "join")]
+    server.dispatcher.end(ann, EndReason.DISCONNECT)
+    assert result(server.presence("/room")) == {}
