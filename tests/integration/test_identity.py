@@ -249,6 +249,10 @@ async def test_continuing_a_native_session_needs_its_key(native_server):
     first = await server.opened("sse", subject="/k")
     session_id = first.messages[0]["session"]
     key = first.messages[0]["session_key"]
+    from pushpy.web.authz import SESSION_KEY, session_key_digest
+
+    kept = server.sessions[session_id].data[SESSION_KEY]
+    assert kept == session_key_digest(key) and key not in kept  # only its digest is kept
     for kind in ("sse", "xhr", "iframe"):
         for wrong in (None, "guess", key + "x"):
             stolen = await server.stream(kind, session=session_id, session_key=wrong)
