@@ -123,8 +123,9 @@ class PushServer(Service):
         """Send a ``data`` event to every session of ``user`` (tabs, devices), on every node.
 
         No subject check: ``subject`` only labels the event for its receivers.
-        Nothing is kept in history; a user without sessions gets nothing
-        (ask :meth:`is_online` first when that matters).
+        It is kept in history for the user's sessions that resume (not in the
+        subject's history); a user without sessions gets nothing (ask
+        :meth:`is_online` first when that matters).
         """
         if not isinstance(user, str) or not user:
             raise UsageError("a user event needs a target user id")

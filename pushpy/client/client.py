@@ -213,7 +213,7 @@ class Client:
                 to: str | None = None, user: str | None = None) -> Deferred[str | None]:
         """Publish ``fields`` on ``subject`` (to one session: ``to``; every session of a user: ``user``).
 
-        Fires with the event's id (``None`` for a unicast or user event), or
+        Fires with the event's id (its resume position; unicast and user events have one too), or
         fails with :class:`Refused`.  A publish made while not connected
         waits for the next connection.
         """

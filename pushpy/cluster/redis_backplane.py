@@ -1,7 +1,8 @@
 # test-case-name: tests.cluster.test_redis_backplane
 """The Redis backplane: one ordered log per cluster, live fan-out to every node.
 
-Publishing runs one Lua script that takes the log's next **offset** (``INCR``),
+Publishing runs one Lua script that takes the log's next **offset** (``INCR``)
+for every event, multicast or routed (unicast, user, broadcast, kept with their target),
 appends the event to a Redis Stream (``XADD`` with id ``offset-0`` and an
 approximate ``MAXLEN``) and ``PUBLISH``es it, all atomically: every node sees
 the same events in the same order, and an event is in the log before any node
@@ -36,7 +37,7 @@ from zope.interface import implementer
 from pushpy.cluster.link import RedisLink, Script
 from pushpy.cluster.presence import NODE_TTL, RedisPresence
 from pushpy.core.events import Event, Route
-from pushpy.core.history import Recovery, parse_position
+from pushpy.core.history import Recovery, parse_position, wanted
 from pushpy.errors import ClientError
 from pushpy.interfaces import IBackplane
 
@@ -57,13 +58,10 @@ end
 
 ENSURE = Script(_ENSURE + "return {epoch, tostring(seq)}")
 
-#: KEYS: log, epoch, seq, channel; ARGV: new epoch, maxlen, payload, multicast (1/0).
+#: KEYS: log, epoch, seq, channel; ARGV: new epoch, maxlen, payload.
 PUBLISH = Script(_ENSURE + """
-local offset = 0
-if ARGV[4] == '1' then
-  offset = redis.call('INCR', KEYS[3])
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], offset .. '-0', 'e', ARGV[3])
-end
+local offset = redis.call('INCR', KEYS[3])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], offset .. '-0', 'e', ARGV[3])
 redis.call('PUBLISH', KEYS[4], epoch .. ' ' .. offset .. ' ' .. ARGV[3])
 return {epoch, tostring(offset)}
 """)
@@ -217,14 +215,19 @@ class RedisBackplane:
         self._flush()
         return d
 
-    def since(self, position: str | None, matches: Callable[[str], bool]) -> Deferred:
-        """The events after ``position`` that ``matches`` accepts, from the shared log."""
+    def since(self, position: str | None, matches: Callable[[str], bool],
+              owners: frozenset[tuple[str, str]] = frozenset()) -> Deferred:
+        """The events after ``position`` from the shared log.
+
+        Multicast ones on subjects ``matches`` accepts, routed ones to the
+        targets in ``owners`` (:func:`~pushpy.core.history.owner_keys`).
+        """
         parsed = parse_position(position)
         if parsed is None:
             return succeed(Recovery(recovered=False, reason="malformed position"))
         epoch, offset = parsed
         d = self.link.eval(SINCE, self.keys, [self._new_epoch(), f"({offset}-0"])
-        return d.addCallbacks(self._recovery, _unavailable, callbackArgs=(epoch, offset, matches))
+        return d.addCallbacks(self._recovery, _unavailable, callbackArgs=(epoch, offset, matches, owners))
 
     def history(self, subject: str, count: int) -> Deferred:
         """The newest ``count`` events of exactly ``subject``, oldest first (scans the log)."""
@@ -239,7 +242,7 @@ class RedisBackplane:
                 event, stamp = decode(_entry_payload(values), _offset_of(entry_id), self.epoch)
                 if stamp < horizon:
                     break
-                if event.subject == subject:
+                if event.route is Route.MULTICAST and event.subject == subject:
                     found.append(event)
                     if len(found) == count:
                         break
@@ -277,14 +280,13 @@ class RedisBackplane:
 
     def _send(self, entry: _Outgoing) -> None:
         event = entry.event
-        multicast = event.route is Route.MULTICAST
         sent = self.link.eval(PUBLISH, [*self.keys, self.channel], [
-            self._new_epoch(), self.log_size, encode(event, entry.stamp), "1" if multicast else "0"])
+            self._new_epoch(), self.log_size, encode(event, entry.stamp)])
 
         def done(result: list[str]) -> None:
             self._outbox.remove(entry)  # the head, but for a refused entry before it
             epoch, offset = result[0], int(result[1])
-            entry.done.callback(event.stored(offset, epoch) if multicast else event)
+            entry.done.callback(event.stored(offset, epoch))
 
         def failed(reason: Any) -> None:
             import txredisapi
@@ -437,7 +439,7 @@ class RedisBackplane:
     # -- results -----------------------------------------------------------------
 
     def _recovery(self, result: list[Any], epoch: str, offset: int,
-                  matches: Callable[[str], bool]) -> Recovery:
+                  matches: Callable[[str], bool], owners: frozenset[tuple[str, str]]) -> Recovery:
         current, seq, first, entries = result[0], int(result[1]), result[2], result[3]
         if epoch != current:
             return Recovery(recovered=False, reason="unknown epoch")
@@ -451,7 +453,7 @@ class RedisBackplane:
         events = []
         for entry_id, values in entries or []:
             event, stamp = decode(_entry_payload(values), _offset_of(entry_id), current)
-            if not matches(event.subject or ""):
+            if not wanted(event, matches, owners):
                 continue
             if stamp < horizon:
                 recovered, reason = False, "history expired"

@@ -36,8 +36,8 @@ from twisted.logger import Logger
 
 from pushpy import protocol as P
 from pushpy.cluster.link import Script
-from pushpy.core.events import make_event
-from pushpy.core.history import Recovery, parse_position
+from pushpy.core.events import Route, make_event
+from pushpy.core.history import Recovery, owner_keys, parse_position
 from pushpy.core.sessions import EndReason, Session, SessionState
 from pushpy.errors import ClientError
 from pushpy.web.authz import BINDING, then
@@ -226,7 +226,8 @@ class SharedSessions:
             return session
         subscriptions = list(session.subscriptions.values())
         recovery = self.backplane.since(
-            position, lambda subject: any(s.matches(subject) for s in subscriptions))
+            position, lambda subject: any(s.matches(subject) for s in subscriptions),
+            owner_keys(session.id, session.user))
         return then(recovery, lambda found: self._refill(session, position, found))
 
     def _refill(self, session: Session, position: str, recovery: Recovery) -> Session:
@@ -239,7 +240,8 @@ class SharedSessions:
         kept = [item for item in session.queue.drain()
                 if item[0].offset is None or (item[0].offset > after and item[0].offset not in offsets)]
         subscriptions = list(session.subscriptions.values())
-        items = [(event, _matching(subscriptions, event.subject)) for event in recovery.events]
+        items = [(event, _matching(subscriptions, event.subject) if event.route is Route.MULTICAST
+                  else None) for event in recovery.events]
         merged = _by_offset(items, kept)
         if not recovery.recovered:
             merged.insert(0, (self._notice(session, f"events lost: {recovery.reason}"), None))

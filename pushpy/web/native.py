@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 from pushpy import protocol as P
 from pushpy.auth import Credentials, Identity
 from pushpy.core.events import Event, Route, make_event
-from pushpy.core.history import Recovery, parse_position
+from pushpy.core.history import Recovery, owner_keys, parse_position
 from pushpy.core.limits import check_event, check_publish_rate
 from pushpy.core.sessions import Delivery, EndReason, Session, SessionState
 from pushpy.core.subjects import Subscription
@@ -157,22 +157,27 @@ class NativeProtocol:
             session.position = position
             return session, position
 
-        return then(self.resume(session, token, list(session.subscriptions.values()), now), place)
+        return then(self.resume(session, token, list(session.subscriptions.values()), now,
+                                routed=True), place)
 
     def resume(self, session: Session, token: str, subscriptions: list[Subscription],
-               now: float) -> str | Deferred:
+               now: float, *, routed: bool = False) -> str | Deferred:
         """Queue what ``session`` missed after ``token`` on ``subscriptions``; return the position.
 
+        With ``routed``, also what was sent to the session, its user or
+        everyone (unicast, user and broadcast events are in history too).
         The answer is a Deferred when the backplane's is (Redis); the
         session is subscribed already, so live events arriving meanwhile are
         queued and merged with the recovered ones without repeats.
         """
+        owners = owner_keys(session.id, session.user) if routed else frozenset()
         recovery = self.server.backplane.since(
-            token, lambda subject: any(s.matches(subject) for s in subscriptions))
-        return then(recovery, lambda found: self._recovered(session, token, subscriptions, found))
+            token, lambda subject: any(s.matches(subject) for s in subscriptions), owners)
+        return then(recovery, lambda found: self._recovered(session, token, subscriptions, found,
+                                                            routed))
 
     def _recovered(self, session: Session, token: str, subscriptions: list[Subscription],
-                   recovery: Recovery) -> str:
+                   recovery: Recovery, routed: bool) -> str:
         if session.state is SessionState.ENDED:
             raise ClientError("session ended", 400)
         now = self.server.clock.seconds()
@@ -181,17 +186,23 @@ class NativeProtocol:
                                                                 "position ahead of history")
         after = parsed[1] if parsed and usable else 0
         recovered_offsets = {event.offset for event in recovery.events}
-        # Queued events the token covers are dropped for the resumed subscriptions only:
-        # the token says nothing about the session's other subscriptions.
+        # Queued events the token covers are dropped for the resumed subscriptions (and
+        # targets) only: the token says nothing about the session's other subscriptions.
+        def covered(item: Delivery) -> bool:
+            if item[0].route is Route.MULTICAST:
+                return item[1] in subscriptions
+            return routed
+
         kept = [item for item in session.queue.drain()
                 if item[0].offset is None
                 or (item[0].offset not in recovered_offsets
-                    and (item[0].offset > after or item[1] not in subscriptions))]
+                    and (item[0].offset > after or not covered(item)))]
         fields = {"recovered": "true" if recovery.recovered else "false",
                   "count": str(len(recovery.events))}
         if recovery.reason:
             fields[P.P_REASON] = recovery.reason
-        recovered = [(event, _matching(subscriptions, event.subject)) for event in recovery.events]
+        recovered = [(event, _matching(subscriptions, event.subject) if event.route is Route.MULTICAST
+                      else None) for event in recovery.events]
         session.queue.refill([(make_event(P.RECOVERY, now, **fields), None),
                               *_by_offset(recovered, kept)])
         if session.channels:
@@ -325,8 +336,9 @@ class NativeProtocol:
                 raise ClientError(f"user has no session: {user[:64]}")
             if session.state is SessionState.ENDED:
                 raise ClientError("session ended")
-            server.publish_event(Event(out, route=Route.USER, target=user))
-            return {"op": "publish", "id": None, "user": user}
+            return then(server.publish_event(Event(out, route=Route.USER, target=user)),
+                        lambda stored: {"op": "publish", "id": getattr(stored, "position", None),
+                                        "user": user})
 
         return then(ask(server.authorizer.publish, session, USER_PREFIX + user),
                     lambda _: server.is_online(user).addCallback(to_user))

@@ -245,7 +245,7 @@ async def test_users_history_presence_and_the_session_key(pushpy_server, transpo
     assert ann.session_key and server.push.dispatcher.sessions[ann.session].user == "ann"
     bob = server.client()
     await bob.connect()
-    assert await bob.publish(None, {"text": "psst"}, user="ann") is None
+    assert await bob.publish(None, {"text": "psst"}, user="ann")  # its id: kept for ann's resumes
     await eventually(lambda: received)
     assert (received[0].fields["text"], received[0].fields["p_user"]) == ("psst", "bob")
     with pytest.raises(Refused, match="user has no session: zed"):

@@ -73,8 +73,9 @@ def test_send_to_user_and_history_api():
     server, _ = make_server()
     session = join(server, "ann")
     event = server.send_to_user("ann", "/dm", {"text": "hi"})
-    assert event.route is Route.USER and event.position is None
+    assert event.route is Route.USER and event.position is not None  # kept for resumes
     assert [e.fields["text"] for e, _ in session.take(0.0)] == ["hi"]
+    assert result(server.history("/dm", 10)) == []  # not in the subject's history
     server.publish("/chat", n=1)
     server.publish("/chat", n=2)
     assert [e.fields["n"] for e in result(server.history("/chat", 1))] == ["2"]
