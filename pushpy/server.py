@@ -285,7 +285,10 @@ class PushServer(Service):
 
     def sweep(self) -> None:
         """End expired sessions (runs every ``session.check.millis``)."""
-        self.dispatcher.expire(self.clock.seconds())
+        now = self.clock.seconds()
+        self.dispatcher.expire(now)
+        if self.shared_sessions is not None:
+            self.shared_sessions.renew(now)
 
 
 def _merge(fields: Mapping[str, object] | None, more: Mapping[str, object]) -> dict[str, object]:

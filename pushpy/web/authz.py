@@ -236,8 +236,12 @@ def check_session_key(session: Session, given: object) -> None:
     events carry ``p_from``); the key never leaves the connection that
     created the session, so knowing the id is not enough to continue it.
     """
-    expected = session.data.get(SESSION_KEY)
-    if expected is None:
+    check_key_digest(session.data.get(SESSION_KEY), given)  # type: ignore[arg-type]
+
+
+def check_key_digest(expected: str | None, given: object) -> None:
+    """:func:`check_session_key` against a kept digest (``None``: the session has no key)."""
+    if not expected:
         return
     if not isinstance(given, str) or not given:
         raise ClientError("session_key required to continue this session", 403)
