@@ -101,6 +101,7 @@ class SharedSessions:
         self._ending: dict[str, Deferred] = {}
         self._syncing: set[str] = set()
         self._next_renewal = 0.0
+        self._renewed_at = 0.0
         backplane.control_listeners.append(self._control)
         server.dispatcher.on_end.append(self._ended)
         server.dispatcher.on_subscriptions.append(self._native_subscriptions)
@@ -198,12 +199,18 @@ class SharedSessions:
             self.server.dispatcher.end(session, EndReason.LEAVE)
 
     def renew(self, now: float) -> None:
-        """Renew the records of native sessions with an open connection here (every third of their lease)."""
+        """Renew the records of native sessions connected or active here since the last renewal.
+
+        Runs every third of their lease (a local connect makes no Redis call).
+        """
         if now < self._next_renewal or not self.link.up:
             return
-        self._next_renewal = now + max(1.0, self.server.config.native_session_timeout_secs / 3)
+        since, self._next_renewal = self._renewed_at, now + max(
+            1.0, self.server.config.native_session_timeout_secs / 3)
+        self._renewed_at = now
         for session in list(self.server.dispatcher.sessions.values()):
-            if session.data.get(SHARED) and session.channels and session.state is not SessionState.ENDED:
+            if (session.data.get(SHARED) and session.state is not SessionState.ENDED
+                    and (session.channels or session.last_active >= since)):
                 self._run(self.link.execute("PEXPIRE", self.key(session.id), self._lease_ms(session)))
 
     def _native_subscriptions(self, session: Session) -> None:
