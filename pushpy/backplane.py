@@ -14,7 +14,7 @@ from typing import Any
 
 from zope.interface import implementer
 
-from pushpy.core.events import Event, Route
+from pushpy.core.events import Event
 from pushpy.core.history import History, Recovery
 from pushpy.core.presence import Presence
 from pushpy.interfaces import IBackplane
@@ -54,8 +54,7 @@ class MemoryBackplane:
             self._receivers.remove(receiver)
 
     def publish(self, event: Event) -> Event:
-        if event.route is Route.MULTICAST:
-            event = self.history_log.append(event, self.now())
+        event = self.history_log.append(event, self.now())
         for receiver in self._receivers:
             receiver(event)
         return event
@@ -63,8 +62,9 @@ class MemoryBackplane:
     def history(self, subject: str, count: int) -> list[Event]:
         return self.history_log.last(subject, count, self.now())
 
-    def since(self, position: str | None, matches: Callable[[str], bool]) -> Recovery:
-        return self.history_log.since(position, matches, self.now())
+    def since(self, position: str | None, matches: Callable[[str], bool],
+              owners: frozenset[tuple[str, str]] = frozenset()) -> Recovery:
+        return self.history_log.since(position, matches, self.now(), owners)
 
     def presence_enter(self, subject: str, user: str, member: str) -> bool:
         return self.presence_store.enter(subject, user, member)
@@ -89,4 +89,5 @@ def backplane_from_config(config: Any, reactor: Any, now: Callable[[], float]) -
 
     return RedisBackplane(config.backplane, reactor=reactor, prefix=config.backplane_prefix,
                           log_size=config.backplane_log_size, history_ttl=config.history_ttl_secs,
-                          outbox_size=config.backplane_outbox_size, now=now)
+                          outbox_size=config.backplane_outbox_size,
+                          node_ttl=config.backplane_node_ttl_secs, now=now)

@@ -93,6 +93,8 @@ class Config:
     backplane_log_size: int = 10_000
     #: Publishes held while Redis is unreachable; beyond it publishing is refused (503).
     backplane_outbox_size: int = 10_000
+    #: Seconds without heartbeat after which a node is dead: its users' presence ``leave`` is announced.
+    backplane_node_ttl_secs: float = 15.0
 
     # -- limits (docs/security.md); each refusal names its key --
     limit_subscriptions: int = 100

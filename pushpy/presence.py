@@ -11,6 +11,10 @@ user's first member enters a subject, or the last leaves it, the tracker
 publishes ``{"user", "action": "join"|"leave", "subject"}`` on the companion
 subject (``/presence`` + subject, :func:`~pushpy.core.presence.presence_subject`).
 Anonymous sessions have no presence.  Backplane answers may be Deferreds.
+
+A clustered backplane may also report users of a dead node now absent
+(``departure_listeners``: the tracker announces their ``leave``) and ask the
+node to enter its members again after they were removed (``rejoin_listeners``).
 """
 
 from __future__ import annotations
@@ -52,6 +56,26 @@ class PresenceTracker:
         dispatcher.on_listen.append(self.listening)
         dispatcher.on_subscriptions.append(self.changed)
         dispatcher.on_end.append(self.ended)
+        departures = getattr(server.backplane, "departure_listeners", None)
+        if departures is not None:
+            departures.append(self.departed)
+        rejoins = getattr(server.backplane, "rejoin_listeners", None)
+        if rejoins is not None:
+            rejoins.append(self.rejoin)
+
+    def departed(self, subject: str, user: str) -> None:
+        """``user``'s last member on ``subject`` was on a dead node: announce the leave."""
+        self.server.publish(presence_subject(subject), {"user": user, "action": "leave", "subject": subject})
+
+    def rejoin(self) -> None:
+        """Enter every local member again (the backplane lost them); joins announced where absent."""
+        for session in list(self.server.dispatcher.sessions.values()):
+            if session.user is None or session.state is SessionState.ENDED:
+                continue
+            for subject in sorted(session.data.get(PRESENT, set())):  # type: ignore[arg-type]
+                self._enter(subject, session)
+            if session.data.get(IS_ONLINE):
+                self._enter(ONLINE, session)
 
     def listening(self, session: Session) -> None:
         if session.user is not None:

@@ -123,8 +123,9 @@ class PushServer(Service):
         """Send a ``data`` event to every session of ``user`` (tabs, devices), on every node.
 
         No subject check: ``subject`` only labels the event for its receivers.
-        Nothing is kept in history; a user without sessions gets nothing
-        (ask :meth:`is_online` first when that matters).
+        It is kept in history for the user's sessions that resume (not in the
+        subject's history); a user without sessions gets nothing (ask
+        :meth:`is_online` first when that matters).
         """
         if not isinstance(user, str) or not user:
             raise UsageError("a user event needs a target user id")
@@ -287,7 +288,10 @@ class PushServer(Service):
 
     def sweep(self) -> None:
         """End expired sessions (runs every ``session.check.millis``)."""
-        self.dispatcher.expire(self.clock.seconds())
+        now = self.clock.seconds()
+        self.dispatcher.expire(now)
+        if self.shared_sessions is not None:
+            self.shared_sessions.renew(now)
 
 
 def _merge(fields: Mapping[str, object] | None, more: Mapping[str, object]) -> dict[str, object]:

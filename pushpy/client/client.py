@@ -58,7 +58,7 @@ class ClientEvent:
     """An event as the client receives it."""
 
     subject: str | None
-    #: The resume position (``epoch:offset``); ``None`` for unicasts and broadcasts.
+    #: The resume position (``epoch:offset``); ``None`` for events not kept in history.
     id: str | None
     fields: dict[str, str] = field(default_factory=dict)
     #: ``data`` for published events.
@@ -218,7 +218,7 @@ class Client:
                 to: str | None = None, user: str | None = None) -> Deferred[str | None]:
         """Publish ``fields`` on ``subject`` (to one session: ``to``; every session of a user: ``user``).
 
-        Fires with the event's id (``None`` for a unicast or user event), or
+        Fires with the event's id (its resume position; unicast and user events have one too), or
         fails with :class:`Refused`.  A publish made while not connected
         waits for the next connection.
         """

@@ -2,11 +2,17 @@
 """Presence in Redis: members per subject, each tagged with its node, nodes with a heartbeat.
 
 A subject's members are one hash, ``<prefix>:presence:<subject>``, field
-``<member>@<node>``, value the user.  Every node keeps ``<prefix>:node:<id>``
-alive (``SET ... EX``) while it is connected; the scripts below skip and delete
-members whose node key has expired, so the members of a killed node disappear
-within :data:`NODE_TTL` seconds.  A session moving between nodes is briefly a
-member on both (a user's count may be one too high until the old copy ends).
+``<member>@<node>``, value the user; the set ``<prefix>:presence-keys`` names
+those hashes.  Every node keeps ``<prefix>:node:<id>`` alive (``SET ... EX``)
+while it is connected and is listed in ``<prefix>:nodes``; the scripts below
+skip members whose node key has expired, so the members of a killed node stop
+counting within the node TTL (:data:`NODE_TTL` by default).  Each heartbeat also
+*reaps*: one script (atomic, so exactly one node reaps each dead node) removes
+the dead nodes' members and returns the (subject, user) pairs now absent, whose
+``leave`` the caller announces.  A node that finds itself reaped (it was cut off
+from Redis past its TTL) is told so, and enters its members again.  A session
+moving between nodes is briefly a member on both (a user's count may be one too
+high until the old copy ends).
 """
 
 from __future__ import annotations
@@ -17,9 +23,8 @@ from twisted.internet.defer import Deferred
 
 from pushpy.cluster.link import RedisLink, Script
 
-#: Seconds a node's members stay without its heartbeat.
-NODE_TTL = 15
-HEARTBEAT = 5.0
+#: Seconds a node's members stay without its heartbeat (default).
+NODE_TTL = 15.0
 
 _LIVE = """
 local function live(nodes)
@@ -30,8 +35,6 @@ local function live(nodes)
     local node = string.match(field, '@([^@]*)$')
     if node and redis.call('EXISTS', nodes .. node) == 1 then
       out[field] = user
-    else
-      redis.call('HDEL', KEYS[1], field)
     end
   end
   return out
@@ -44,11 +47,12 @@ local function has(members, user, except)
 end
 """
 
-#: KEYS: subject hash; ARGV: node-key prefix, user, field.  1 when the user was absent.
+#: KEYS: subject hash, presence-keys set; ARGV: node-key prefix, user, field.  1 when the user was absent.
 ENTER = Script(_LIVE + """
 local members = live(ARGV[1])
 local before = has(members, ARGV[2], ARGV[3])
 redis.call('HSET', KEYS[1], ARGV[3], ARGV[2])
+redis.call('SADD', KEYS[2], KEYS[1])
 if before then return 0 end
 return 1
 """)
@@ -71,26 +75,88 @@ return out
 """)
 
 
+#: KEYS: node key, nodes set; ARGV: node id, TTL (ms).  1 when this node was not listed
+#: (its first beat, or it was reaped, or Redis lost its state).
+BEAT = Script("""
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
+return redis.call('SADD', KEYS[2], ARGV[1])
+""")
+
+#: KEYS: nodes set, presence-keys set; ARGV: node-key prefix, this node's id.
+#: Removes the members of every listed node whose key expired; returns flat
+#: (presence key, user) pairs of users now absent from that subject.
+REAP = Script(_LIVE + """
+local gone = {}
+for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if node ~= ARGV[2] and redis.call('EXISTS', ARGV[1] .. node) == 0 then
+    gone[node] = true
+    redis.call('SREM', KEYS[1], node)
+  end
+end
+if next(gone) == nil then return {} end
+local out = {}
+for _, key in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local flat = redis.call('HGETALL', key)
+  local removed, left = {}, {}
+  for i = 1, #flat, 2 do
+    local field, user = flat[i], flat[i + 1]
+    local node = string.match(field, '@([^@]*)$')
+    if node and gone[node] then
+      redis.call('HDEL', key, field)
+      removed[user] = true
+    elseif node and redis.call('EXISTS', ARGV[1] .. node) == 1 then
+      left[user] = true
+    end
+  end
+  for user in pairs(removed) do
+    if not left[user] then out[#out + 1] = key; out[#out + 1] = user end
+  end
+  if redis.call('HLEN', key) == 0 then redis.call('SREM', KEYS[2], key) end
+end
+return out
+""")
+
+
 class RedisPresence:
     """The presence methods of :class:`~pushpy.cluster.redis_backplane.RedisBackplane`."""
 
-    def __init__(self, link: RedisLink, prefix: str, node: str) -> None:
+    def __init__(self, link: RedisLink, prefix: str, node: str, node_ttl: float = NODE_TTL) -> None:
         self.link = link
         self.prefix = prefix
         self.node = node
+        self.node_ttl = node_ttl
         self.nodes = f"{prefix}:node:"
+        self.node_set = f"{prefix}:nodes"
+        self.keys = f"{prefix}:presence-keys"
+        self.key_prefix = f"{prefix}:presence:"
 
     def key(self, subject: str) -> str:
-        return f"{self.prefix}:presence:{subject}"
+        return self.key_prefix + subject
 
     def heartbeat(self) -> Deferred:
-        return self.link.execute("SET", self.nodes + self.node, "1", "EX", NODE_TTL)
+        """Renew this node's key; fires True when the node was not listed (its members may be gone)."""
+        d = self.link.eval(BEAT, [self.nodes + self.node, self.node_set],
+                           [self.node, int(self.node_ttl * 1000)])
+        return d.addCallback(lambda added: int(added) == 1)
+
+    def reap(self) -> Deferred:
+        """Remove the members of dead nodes; fires with the (subject, user) pairs now absent."""
+        d = self.link.eval(REAP, [self.node_set, self.keys], [self.nodes, self.node])
+
+        def pairs(flat: list[Any] | None) -> list[tuple[str, str]]:
+            items = [str(item) for item in flat or []]
+            return [(key[len(self.key_prefix):], user)
+                    for key, user in zip(items[::2], items[1::2], strict=False)]
+
+        return d.addCallback(pairs)
 
     def forget_node(self) -> Deferred:
+        """Leave cleanly: this node's members stop counting now (its sessions have ended)."""
         return self.link.execute("DEL", self.nodes + self.node)
 
     def enter(self, subject: str, user: str, member: str) -> Deferred:
-        d = self.link.eval(ENTER, [self.key(subject)], [self.nodes, user, f"{member}@{self.node}"])
+        d = self.link.eval(ENTER, [self.key(subject), self.keys],
+                           [self.nodes, user, f"{member}@{self.node}"])
         return d.addCallback(lambda absent: int(absent) == 1)
 
     def leave(self, subject: str, user: str, member: str) -> Deferred:

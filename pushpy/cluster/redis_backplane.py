@@ -1,7 +1,8 @@
 # test-case-name: tests.cluster.test_redis_backplane
 """The Redis backplane: one ordered log per cluster, live fan-out to every node.
 
-Publishing runs one Lua script that takes the log's next **offset** (``INCR``),
+Publishing runs one Lua script that takes the log's next **offset** (``INCR``)
+for every event, multicast or routed (unicast, user, broadcast, kept with their target),
 appends the event to a Redis Stream (``XADD`` with id ``offset-0`` and an
 approximate ``MAXLEN``) and ``PUBLISH``es it, all atomically: every node sees
 the same events in the same order, and an event is in the log before any node
@@ -34,9 +35,9 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pushpy.cluster.link import RedisLink, Script
-from pushpy.cluster.presence import HEARTBEAT, RedisPresence
+from pushpy.cluster.presence import NODE_TTL, RedisPresence
 from pushpy.core.events import Event, Route
-from pushpy.core.history import Recovery, parse_position
+from pushpy.core.history import Recovery, parse_position, wanted
 from pushpy.errors import ClientError
 from pushpy.interfaces import IBackplane
 
@@ -57,13 +58,10 @@ end
 
 ENSURE = Script(_ENSURE + "return {epoch, tostring(seq)}")
 
-#: KEYS: log, epoch, seq, channel; ARGV: new epoch, maxlen, payload, multicast (1/0).
+#: KEYS: log, epoch, seq, channel; ARGV: new epoch, maxlen, payload.
 PUBLISH = Script(_ENSURE + """
-local offset = 0
-if ARGV[4] == '1' then
-  offset = redis.call('INCR', KEYS[3])
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], offset .. '-0', 'e', ARGV[3])
-end
+local offset = redis.call('INCR', KEYS[3])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], offset .. '-0', 'e', ARGV[3])
 redis.call('PUBLISH', KEYS[4], epoch .. ' ' .. offset .. ' ' .. ARGV[3])
 return {epoch, tostring(offset)}
 """)
@@ -109,13 +107,16 @@ class RedisBackplane:
     :param log_size: events kept in the log (approximately; ``XADD MAXLEN ~``).
     :param history_ttl: seconds an event stays usable for resume and history.
     :param outbox_size: publishes kept while Redis is unreachable.
+    :param node_ttl: seconds after its last heartbeat a node counts as dead
+        (heartbeat every third of it); its users' presence ``leave`` is announced then.
     """
 
     log = Logger()
 
     def __init__(self, url: str, *, reactor: Any = None, prefix: str = "pushpy",
                  log_size: int = 10_000, history_ttl: float = 600.0,
-                 outbox_size: int = 10_000, now: Callable[[], float] = time.time) -> None:
+                 outbox_size: int = 10_000, node_ttl: float = NODE_TTL,
+                 now: Callable[[], float] = time.time) -> None:
         if reactor is None:
             from twisted.internet import reactor as global_reactor
 
@@ -146,7 +147,11 @@ class RedisBackplane:
                               on_message=self._message)
         #: This process's id among the nodes (presence members, session owners).
         self.node = secrets.token_hex(6)
-        self.presence_store = RedisPresence(self.link, prefix, self.node)
+        self.presence_store = RedisPresence(self.link, prefix, self.node, node_ttl)
+        #: Called with (subject, user) when a dead node's user is now absent from subject.
+        self.departure_listeners: list[Callable[[str, str], object]] = []
+        #: Called when this node's presence members may have been removed (reaped, Redis lost).
+        self.rejoin_listeners: list[Callable[[], object]] = []
         self._heartbeat: Any = None
         self._ready: list[Deferred] = []
 
@@ -210,14 +215,19 @@ class RedisBackplane:
         self._flush()
         return d
 
-    def since(self, position: str | None, matches: Callable[[str], bool]) -> Deferred:
-        """The events after ``position`` that ``matches`` accepts, from the shared log."""
+    def since(self, position: str | None, matches: Callable[[str], bool],
+              owners: frozenset[tuple[str, str]] = frozenset()) -> Deferred:
+        """The events after ``position`` from the shared log.
+
+        Multicast ones on subjects ``matches`` accepts, routed ones to the
+        targets in ``owners`` (:func:`~pushpy.core.history.owner_keys`).
+        """
         parsed = parse_position(position)
         if parsed is None:
             return succeed(Recovery(recovered=False, reason="malformed position"))
         epoch, offset = parsed
         d = self.link.eval(SINCE, self.keys, [self._new_epoch(), f"({offset}-0"])
-        return d.addCallbacks(self._recovery, _unavailable, callbackArgs=(epoch, offset, matches))
+        return d.addCallbacks(self._recovery, _unavailable, callbackArgs=(epoch, offset, matches, owners))
 
     def history(self, subject: str, count: int) -> Deferred:
         """The newest ``count`` events of exactly ``subject``, oldest first (scans the log)."""
@@ -232,7 +242,7 @@ class RedisBackplane:
                 event, stamp = decode(_entry_payload(values), _offset_of(entry_id), self.epoch)
                 if stamp < horizon:
                     break
-                if event.subject == subject:
+                if event.route is Route.MULTICAST and event.subject == subject:
                     found.append(event)
                     if len(found) == count:
                         break
@@ -270,14 +280,13 @@ class RedisBackplane:
 
     def _send(self, entry: _Outgoing) -> None:
         event = entry.event
-        multicast = event.route is Route.MULTICAST
         sent = self.link.eval(PUBLISH, [*self.keys, self.channel], [
-            self._new_epoch(), self.log_size, encode(event, entry.stamp), "1" if multicast else "0"])
+            self._new_epoch(), self.log_size, encode(event, entry.stamp)])
 
         def done(result: list[str]) -> None:
             self._outbox.remove(entry)  # the head, but for a refused entry before it
             epoch, offset = result[0], int(result[1])
-            entry.done.callback(event.stored(offset, epoch) if multicast else event)
+            entry.done.callback(event.stored(offset, epoch))
 
         def failed(reason: Any) -> None:
             import txredisapi
@@ -356,7 +365,7 @@ class RedisBackplane:
 
             self._heartbeat = LoopingCall(self._beat)
             self._heartbeat.clock = self.reactor
-            self._heartbeat.start(HEARTBEAT, now=False)
+            self._heartbeat.start(self.presence_store.node_ttl / 3, now=False)
         self._beat()
         d = link.subscriber.subscribe([self.channel, self.control_channel])
         d.addCallback(lambda _: link.eval(ENSURE, self.keys, [self._new_epoch()]))
@@ -364,8 +373,26 @@ class RedisBackplane:
         d.addCallbacks(self._caught_up, self._catch_up_failed)
 
     def _beat(self) -> None:
-        if self.link.up:
-            self.presence_store.heartbeat().addErrback(lambda _: None)
+        """Renew this node's heartbeat, re-enter its members if they were lost, reap dead nodes."""
+        if not self.link.up:
+            return
+        d = self.presence_store.heartbeat()
+        d.addCallback(self._listed)
+        d.addCallback(lambda _: self.presence_store.reap())
+        d.addCallback(self._departed)
+        d.addErrback(lambda f: self.log.warn("presence heartbeat failed: {error}",
+                                             error=f.getErrorMessage()))
+
+    def _listed(self, was_absent: bool) -> None:
+        if was_absent:
+            for listener in list(self.rejoin_listeners):
+                listener()
+
+    def _departed(self, pairs: list[tuple[str, str]]) -> None:
+        for subject, user in pairs:
+            self.log.info("presence: {user} left {subject} (node gone)", user=user, subject=subject)
+            for listener in list(self.departure_listeners):
+                listener(subject, user)
 
     def _catch_up(self, result: list[str]) -> Deferred | None:
         epoch, seq = result[0], int(result[1])
@@ -412,7 +439,7 @@ class RedisBackplane:
     # -- results -----------------------------------------------------------------
 
     def _recovery(self, result: list[Any], epoch: str, offset: int,
-                  matches: Callable[[str], bool]) -> Recovery:
+                  matches: Callable[[str], bool], owners: frozenset[tuple[str, str]]) -> Recovery:
         current, seq, first, entries = result[0], int(result[1]), result[2], result[3]
         if epoch != current:
             return Recovery(recovered=False, reason="unknown epoch")
@@ -426,7 +453,7 @@ class RedisBackplane:
         events = []
         for entry_id, values in entries or []:
             event, stamp = decode(_entry_payload(values), _offset_of(entry_id), current)
-            if not matches(event.subject or ""):
+            if not wanted(event, matches, owners):
                 continue
             if stamp < horizon:
                 recovered, reason = False, "history expired"

@@ -21,6 +21,15 @@ request.  Events are never copied per session: the shared log is the queue.
   ``nack`` (Pushlet) or ``gap`` (native) notice.
 - Each refresh response stores the new position before its bytes are written.
 
+**Native sessions** (format ``json``) have a record too, written when they
+start: user, binding, the digest of their session key, subscriptions.  Their
+client keeps its position, so the record holds none: a connect naming a
+session this node does not hold makes a local copy from the record
+(:meth:`SharedSessions.native_session`, same id, key checked against the
+digest), and the client's ``last_event_id`` resumes it from the log, unicasts
+to it included.  Their records are renewed while a connection is open
+(:meth:`SharedSessions.renew`).
+
 A session ended by ``leave`` (or a dropped Pushlet stream) is deleted in Redis
 and ended on every node.  A local copy left behind by a session that moved
 expires with its local lease.  See ``docs/scaling.md``.
@@ -31,16 +40,19 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from pushpy import protocol as P
 from pushpy.cluster.link import Script
-from pushpy.core.events import make_event
-from pushpy.core.history import Recovery, parse_position
+from pushpy.core.events import Route, make_event
+from pushpy.core.history import Recovery, owner_keys, parse_position
 from pushpy.core.sessions import EndReason, Session, SessionState
 from pushpy.errors import ClientError
-from pushpy.web.authz import BINDING, then
+from pushpy.web.authz import BINDING, SESSION_KEY, then
+
+#: Key in ``Session.data``: the native session has a record in Redis.
+SHARED = "pushpy.shared"
 
 if TYPE_CHECKING:
     from pushpy.cluster.redis_backplane import RedisBackplane
@@ -87,8 +99,12 @@ class SharedSessions:
         self.node = backplane.node
         self._quiet: set[str] = set()
         self._ending: dict[str, Deferred] = {}
+        self._syncing: set[str] = set()
+        self._next_renewal = 0.0
+        self._renewed_at = 0.0
         backplane.control_listeners.append(self._control)
         server.dispatcher.on_end.append(self._ended)
+        server.dispatcher.on_subscriptions.append(self._native_subscriptions)
 
     def key(self, session_id: str) -> str:
         return f"{self.prefix}:session:{session_id}"
@@ -130,6 +146,78 @@ class SharedSessions:
             raise ClientError("the session store is unavailable: try again shortly", 503)
         return local
 
+    # -- native sessions ---------------------------------------------------------
+
+    def save_native(self, session: Session) -> Deferred:
+        """Write the record of a new native session (key digest, user, binding, subscriptions)."""
+        session.data[SHARED] = True
+        fields = {
+            "format": session.format, "mode": session.mode, "agent": session.user_agent,
+            "address": session.address, "user": session.user or "",
+            "binding": _binding_text(session),
+            "key": str(session.data.get(SESSION_KEY, "")), "owner": self.node,
+            "subs": json.dumps([[s.sid, s.subject, s.label] for s in session.subscriptions.values()]),
+        }
+        return self._write(session, fields, only_present=False)
+
+    def native_session(self, session_id: str) -> Deferred:
+        """A local copy of the native session ``session_id`` from its record; ``None`` when there is none.
+
+        The copy is subscribed as the record says and listening; its key
+        digest and binding are the record's, for the caller to check.  While
+        Redis is unreachable the answer is ``None`` (the client gets a new session).
+        """
+        if not self.link.up:
+            return succeed(None)
+        found = self.link.eval(LOOKUP, [self.key(session_id)], [self._lease_ms(None)])
+
+        def copy(flat: list[str] | None) -> Session | None:
+            record = _as_dict(flat)
+            local = self.server.dispatcher.find(session_id)
+            if local is not None:
+                return local if local.format == P.FORMAT_JSON else None
+            if record.get("format") != P.FORMAT_JSON or record.get("ended") == "1":
+                return None
+            session = self._make(session_id, record)
+            if record.get("key"):
+                session.data[SESSION_KEY] = record["key"]
+            session.data[SHARED] = True
+            self._subscribe_as(session, record)
+            self.server.dispatcher.listen(session, P.MODE_STREAM, self.server.clock.seconds())
+            return session
+
+        def unavailable(reason: Any) -> None:
+            self.log.warn("native session lookup failed: {e}", e=reason.getErrorMessage())
+            return None
+
+        return found.addCallbacks(copy, unavailable)
+
+    def drop(self, session: Session) -> None:
+        """End a local copy the request may not use, leaving its record alone."""
+        if session.state is not SessionState.ENDED:
+            self._quiet.add(session.id)
+            self.server.dispatcher.end(session, EndReason.LEAVE)
+
+    def renew(self, now: float) -> None:
+        """Renew the records of native sessions connected or active here since the last renewal.
+
+        Runs every third of their lease (a local connect makes no Redis call).
+        """
+        if now < self._next_renewal or not self.link.up:
+            return
+        since, self._next_renewal = self._renewed_at, now + max(
+            1.0, self.server.config.native_session_timeout_secs / 3)
+        self._renewed_at = now
+        for session in list(self.server.dispatcher.sessions.values()):
+            if (session.data.get(SHARED) and session.state is not SessionState.ENDED
+                    and (session.channels or session.last_active >= since)):
+                self._run(self.link.execute("PEXPIRE", self.key(session.id), self._lease_ms(session)))
+
+    def _native_subscriptions(self, session: Session) -> None:
+        if (session.data.get(SHARED) and session.id not in self._syncing
+                and session.state is not SessionState.ENDED):
+            self.subscriptions_changed(session)
+
     # -- writing records -------------------------------------------------------
 
     def save(self, session: Session, *, position: bool = False,
@@ -138,7 +226,7 @@ class SharedSessions:
         fields = {
             "format": session.format, "mode": session.mode, "agent": session.user_agent,
             "address": session.address, "user": session.user or "",
-            "binding": str(session.data.get(BINDING, "")),
+            "binding": _binding_text(session),
             "listening": "1" if session.listening else "0", "owner": self.node,
             "subs": json.dumps([[s.sid, s.subject, s.label]
                                 for s in session.subscriptions.values()]),
@@ -226,7 +314,8 @@ class SharedSessions:
             return session
         subscriptions = list(session.subscriptions.values())
         recovery = self.backplane.since(
-            position, lambda subject: any(s.matches(subject) for s in subscriptions))
+            position, lambda subject: any(s.matches(subject) for s in subscriptions),
+            owner_keys(session.id, session.user))
         return then(recovery, lambda found: self._refill(session, position, found))
 
     def _refill(self, session: Session, position: str, recovery: Recovery) -> Session:
@@ -239,7 +328,8 @@ class SharedSessions:
         kept = [item for item in session.queue.drain()
                 if item[0].offset is None or (item[0].offset > after and item[0].offset not in offsets)]
         subscriptions = list(session.subscriptions.values())
-        items = [(event, _matching(subscriptions, event.subject)) for event in recovery.events]
+        items = [(event, _matching(subscriptions, event.subject) if event.route is Route.MULTICAST
+                  else None) for event in recovery.events]
         merged = _by_offset(items, kept)
         if not recovery.recovered:
             merged.insert(0, (self._notice(session, f"events lost: {recovery.reason}"), None))
@@ -256,23 +346,27 @@ class SharedSessions:
                                   user=record.get("user") or None)
         session.mode = record.get("mode") or P.MODE_STREAM
         if record.get("binding"):
-            session.data[BINDING] = record["binding"]
+            session.data[BINDING] = _binding_value(record["binding"])
         return session
 
     def _subscribe_as(self, session: Session, record: dict[str, str]) -> None:
         """Make the session's subscriptions those of the record (sids kept)."""
         dispatcher = self.server.dispatcher
         wanted = {sid: (subject, label) for sid, subject, label in json.loads(record.get("subs") or "[]")}
-        for sid, subscription in list(session.subscriptions.items()):
-            if wanted.get(sid) != (subscription.subject, subscription.label):
-                dispatcher.unsubscribe(session, sid)
-        for sid, (subject, label) in wanted.items():
-            if sid not in session.subscriptions:
-                try:
-                    dispatcher.subscribe(session, subject, label, sid=sid)
-                except ClientError:
-                    self.log.warn("session {id}: subscription {subject!r} refused here",
-                                  id=session.id, subject=subject)
+        self._syncing.add(session.id)  # not a change to write back
+        try:
+            for sid, subscription in list(session.subscriptions.items()):
+                if wanted.get(sid) != (subscription.subject, subscription.label):
+                    dispatcher.unsubscribe(session, sid)
+            for sid, (subject, label) in wanted.items():
+                if sid not in session.subscriptions:
+                    try:
+                        dispatcher.subscribe(session, subject, label, sid=sid)
+                    except ClientError:
+                        self.log.warn("session {id}: subscription {subject!r} refused here",
+                                      id=session.id, subject=subject)
+        finally:
+            self._syncing.discard(session.id)
 
     def _notice(self, session: Session, reason: str) -> Any:
         now = self.server.clock.seconds()
@@ -286,7 +380,9 @@ class SharedSessions:
         if session.id in self._quiet:
             self._quiet.discard(session.id)
             return
-        if reason in (EndReason.LEAVE, EndReason.DISCONNECT) and session.format != P.FORMAT_JSON:
+        native = session.format == P.FORMAT_JSON
+        if (reason is EndReason.LEAVE and session.data.get(SHARED)) or (
+                reason in (EndReason.LEAVE, EndReason.DISCONNECT) and not native):
             # A tombstone, not a deletion: a node still holding a copy must not take a
             # missing record for one Redis lost, and bring the session back.
             self._ending[session.id] = self._write(session, {"ended": "1"}, only_present=False,
@@ -325,6 +421,19 @@ class SharedSessions:
         """``d`` with its failure logged and swallowed (Redis unreachable: writes are best effort)."""
         return d.addErrback(lambda f: self.log.debug("redis session write failed: {e}",
                                                      e=f.getErrorMessage()))
+
+
+def _binding_text(session: Session) -> str:
+    """The session's credential fingerprint (bytes) as record text (hex)."""
+    value = session.data.get(BINDING)
+    return value.hex() if isinstance(value, bytes) else str(value or "")
+
+
+def _binding_value(text: str) -> bytes | str:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return text
 
 
 def _as_dict(flat: list[str] | None) -> dict[str, str]:

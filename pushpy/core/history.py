@@ -7,7 +7,12 @@ one token, ``epoch:offset`` of the last event it saw, however many subjects or
 prefixes it listens to (see ``docs/design.md``).  Offsets of one subject are
 increasing but not contiguous.
 
-Each subject keeps at most ``max_events`` events no older than ``max_age``
+Events routed to a session, a user or everyone (unicast, user, broadcast) are
+kept too, each target in a log of its own keyed by :func:`route_key`, so a
+session resuming from its position also gets what was addressed to it; a
+resume names the targets it owns (:func:`owner_keys`).
+
+Each subject (and target) keeps at most ``max_events`` events no older than ``max_age``
 seconds.  Every subject remembers the highest offset it has dropped
 (``trimmed``), so a resume can tell exactly whether it missed something on a
 subject it matches; a subject forgotten entirely (idle past ``max_age`` or
@@ -22,7 +27,35 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pushpy.core.events import Event
+from pushpy.core.events import Event, Route
+
+#: The log key of a routed event: (route tag, target); a subject's key is the subject itself.
+RouteKey = tuple[str, str]
+_TAGS = {Route.UNICAST: "s", Route.USER: "u", Route.BROADCAST: "b"}
+
+
+def route_key(event: Event) -> RouteKey | None:
+    """The key of the target log of a routed event; ``None`` for a multicast one."""
+    tag = _TAGS.get(event.route)
+    if tag is None:
+        return None
+    return tag, "" if event.route is Route.BROADCAST else (event.target or "")
+
+
+def owner_keys(session_id: str | None, user: str | None) -> frozenset[RouteKey]:
+    """The targets a session owns: itself, its user (if any), everyone."""
+    keys = {("b", "")}
+    if session_id:
+        keys.add(("s", session_id))
+    if user:
+        keys.add(("u", user))
+    return frozenset(keys)
+
+
+def wanted(event: Event, matches: Callable[[str], bool], owners: frozenset[RouteKey]) -> bool:
+    """Whether a resume with ``matches`` (subjects) and ``owners`` (targets) gets ``event``."""
+    key = route_key(event)
+    return matches(event.subject or "") if key is None else key in owners
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +97,7 @@ class History:
         self.max_subjects = max(1, max_subjects)
         self.last_offset = 0
         self._forgotten = 0
-        self._logs: OrderedDict[str, _SubjectLog] = OrderedDict()
+        self._logs: OrderedDict[str | RouteKey, _SubjectLog] = OrderedDict()
 
     @property
     def position(self) -> str:
@@ -72,8 +105,8 @@ class History:
         return f"{self.epoch}:{self.last_offset}"
 
     def append(self, event: Event, now: float) -> Event:
-        """Store a multicast event; return the stored copy carrying its offset."""
-        subject = event.subject or ""
+        """Store an event (in its subject's log, or its target's); return the copy carrying its offset."""
+        subject: str | RouteKey = route_key(event) or event.subject or ""
         self.last_offset += 1
         stored = event.stored(self.last_offset, self.epoch)
         log = self._logs.get(subject)
@@ -100,8 +133,8 @@ class History:
         return [event for _, event in entries]
 
     def since(self, token: str | None, matches: Callable[[str], bool],
-              now: float) -> Recovery:
-        """Events after position ``token`` on subjects ``matches`` accepts."""
+              now: float, owners: frozenset[RouteKey] = frozenset()) -> Recovery:
+        """Events after position ``token``: on subjects ``matches`` accepts, to targets in ``owners``."""
         position = parse_position(token)
         if position is None:
             return Recovery(recovered=False, reason="malformed position")
@@ -115,8 +148,8 @@ class History:
         if offset < self._forgotten:
             recovered, reason = False, "history expired"
         runs = []
-        for subject, log in self._logs.items():
-            if not matches(subject):
+        for key, log in self._logs.items():
+            if not (key in owners if isinstance(key, tuple) else matches(key)):
                 continue
             if log.trimmed > offset:
                 recovered, reason = False, "history trimmed"
@@ -141,10 +174,10 @@ class History:
         return sum(len(log.entries) for log in self._logs.values())
 
     def subject_count(self) -> int:
-        """How many subjects have a history."""
+        """How many subjects (and targets of routed events) have a history."""
         return len(self._logs)
 
-    def _trim_log(self, subject: str, log: _SubjectLog, now: float) -> None:
+    def _trim_log(self, subject: str | RouteKey, log: _SubjectLog, now: float) -> None:
         horizon = now - self.max_age
         entries = log.entries
         while entries and entries[0][0] < horizon:
@@ -159,7 +192,7 @@ class History:
                 log.trimmed = log.entries[-1][1].offset
             self._forget(subject, log)
 
-    def _forget(self, subject: str, log: _SubjectLog) -> None:
+    def _forget(self, subject: str | RouteKey, log: _SubjectLog) -> None:
         self._forgotten = max(self._forgotten, log.trimmed)
         del self._logs[subject]
 

@@ -7,7 +7,7 @@ on every node) or ``"broadcast": true``.  The batch is checked whole before
 anything is published: one bad event refuses it (400, naming the event's
 index), and so does a user without any session (404, asked of the
 backplane's presence, so it holds in a cluster).  The answer is ``{"published": n, "ids": [...]}``
-(``id`` ``null`` for events not kept in history); a refusal is
+(every event has its resume ``id``); a refusal is
 ``{"error": "<reason>"}`` with its HTTP status.
 
 The key comes in ``Authorization: Bearer <key>`` or ``X-Pushpy-Key``; cookies

@@ -214,10 +214,19 @@ def is_bound(session: Session) -> bool:
 # -- the session key of native sessions ---------------------------------------------
 
 def issue_session_key(session: Session) -> str:
-    """Give a new native session its secret key (128 random bits), told only to its creator."""
+    """Give a new native session its secret key (128 random bits), told only to its creator.
+
+    Only the key's SHA-256 digest is kept (:func:`session_key_digest`), so a
+    session record shared with other nodes never holds the key itself.
+    """
     key = secrets.token_urlsafe(16)
-    session.data[SESSION_KEY] = key
+    session.data[SESSION_KEY] = session_key_digest(key)
     return key
+
+
+def session_key_digest(key: str) -> str:
+    """The hex SHA-256 digest of a session key, as kept on the session."""
+    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
 
 
 def check_session_key(session: Session, given: object) -> None:
@@ -227,10 +236,14 @@ def check_session_key(session: Session, given: object) -> None:
     events carry ``p_from``); the key never leaves the connection that
     created the session, so knowing the id is not enough to continue it.
     """
-    expected = session.data.get(SESSION_KEY)
-    if expected is None:
+    check_key_digest(session.data.get(SESSION_KEY), given)  # type: ignore[arg-type]
+
+
+def check_key_digest(expected: str | None, given: object) -> None:
+    """:func:`check_session_key` against a kept digest (``None``: the session has no key)."""
+    if not expected:
         return
     if not isinstance(given, str) or not given:
         raise ClientError("session_key required to continue this session", 403)
-    if not hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode()):  # type: ignore[union-attr]
+    if not hmac.compare_digest(session_key_digest(given), expected):  # type: ignore[arg-type]
         raise ClientError("wrong session_key for this session", 403)

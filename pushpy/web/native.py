@@ -5,7 +5,9 @@ streaming, hidden iframe, long-poll, poll, WebSocket).  A client connects with
 its subjects and, when it comes back, its last event id; it gets exactly the
 events it missed from history, then live ones.  Resuming needs only the id,
 not the old session: a session found by ``session=`` is reused (its queued
-unicasts are kept), otherwise a new one is made.  See ``docs/protocol.md``.
+unicasts are kept), otherwise a new one is made.  With the Redis backplane a
+session of another node is continued here with the same id and key, from its
+shared record (:mod:`pushpy.cluster.sessions`).  See ``docs/protocol.md``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from twisted.python.failure import Failure
 from pushpy import protocol as P
 from pushpy.auth import Credentials, Identity
 from pushpy.core.events import Event, Route, make_event
-from pushpy.core.history import Recovery, parse_position
+from pushpy.core.history import Recovery, owner_keys, parse_position
 from pushpy.core.limits import check_event, check_publish_rate
 from pushpy.core.sessions import Delivery, EndReason, Session, SessionState
 from pushpy.core.subjects import Subscription
@@ -79,16 +81,35 @@ class NativeProtocol:
         """
         server = self.server
         credentials = credentials or Credentials(params=dict(params), address=address)
-        session = server.dispatcher.find(params.get("session"))
+        session_id = params.get("session")
+        session = server.dispatcher.find(session_id)
+        shared = server.shared_sessions
+        if session is None and session_id and shared is not None:
+            # Another node's session (behind a balancer): continue it here, same id and key.
+            return then(shared.native_session(session_id), lambda copy: self._connect(
+                copy, params, credentials, last_event_id, address, user_agent, now, made=True))
+        return self._connect(session, params, credentials, last_event_id, address, user_agent, now)
+
+    def _connect(self, session: Session | None, params: Mapping[str, str], credentials: Credentials,
+                 last_event_id: str | None, address: str, user_agent: str, now: float, *,
+                 made: bool = False) -> tuple[Session, str] | Deferred:
+        server = self.server
         if session is not None and session.format != P.FORMAT_JSON:
             session = None  # never continue a Pushlet session here
         if session is not None and is_bound(session):
             try:
                 check_binding(server, session, lambda: credentials)
             except ClientError:
+                if made:
+                    server.shared_sessions.drop(session)
                 session = None  # someone else's: knowing the id is not enough
         if session is not None:
-            check_session_key(session, params.get("session_key"))
+            try:
+                check_session_key(session, params.get("session_key"))
+            except ClientError:
+                if made:
+                    server.shared_sessions.drop(session)
+                raise
         token = params.get("last_event_id") or last_event_id
         if session is None:
             return then(authorize_join(server, credentials), lambda identity: self._start(
@@ -117,6 +138,9 @@ class NativeProtocol:
                 raise ClientError(e.reason, 400) from None
             later = server.clock.seconds()
             dispatcher.listen(session, P.MODE_STREAM, later)
+            if server.shared_sessions is not None:  # stored before the answer: any node may continue it
+                return then(server.shared_sessions.save_native(session),
+                            lambda _: self._position(session, token, later))
             return self._position(session, token, later)
 
         def fail(reason: Failure) -> Failure:
@@ -157,41 +181,55 @@ class NativeProtocol:
             session.position = position
             return session, position
 
-        return then(self.resume(session, token, list(session.subscriptions.values()), now), place)
+        return then(self.resume(session, token, list(session.subscriptions.values()), now,
+                                routed=True), place)
 
     def resume(self, session: Session, token: str, subscriptions: list[Subscription],
-               now: float) -> str | Deferred:
+               now: float, *, routed: bool = False) -> str | Deferred:
         """Queue what ``session`` missed after ``token`` on ``subscriptions``; return the position.
 
+        With ``routed``, also what was sent to the session, its user or
+        everyone (unicast, user and broadcast events are in history too).
         The answer is a Deferred when the backplane's is (Redis); the
         session is subscribed already, so live events arriving meanwhile are
         queued and merged with the recovered ones without repeats.
         """
+        owners = owner_keys(session.id, session.user) if routed else frozenset()
         recovery = self.server.backplane.since(
-            token, lambda subject: any(s.matches(subject) for s in subscriptions))
-        return then(recovery, lambda found: self._recovered(session, token, subscriptions, found))
+            token, lambda subject: any(s.matches(subject) for s in subscriptions), owners)
+        return then(recovery, lambda found: self._recovered(session, token, subscriptions, found,
+                                                            routed))
 
     def _recovered(self, session: Session, token: str, subscriptions: list[Subscription],
-                   recovery: Recovery) -> str:
+                   recovery: Recovery, routed: bool) -> str:
         if session.state is SessionState.ENDED:
             raise ClientError("session ended", 400)
         now = self.server.clock.seconds()
         parsed = parse_position(token)
         usable = parsed is not None and recovery.reason not in ("unknown epoch",
                                                                 "position ahead of history")
-        after = parsed[1] if parsed and usable else 0
-        recovered_offsets = {event.offset for event in recovery.events}
-        # Queued events the token covers are dropped for the resumed subscriptions only:
-        # the token says nothing about the session's other subscriptions.
+        # What the client has: events of the token's epoch up to its offset (also when that epoch
+        # is gone: a copy of the session may still hold such events, delivered by another node).
+        seen = parsed if parsed and recovery.reason != "position ahead of history" else None
+        recovered_ids = {(event.epoch, event.offset) for event in recovery.events}
+
+        # Queued events the token covers are dropped for the resumed subscriptions (and
+        # targets) only: the token says nothing about the session's other subscriptions.
+        def covered(item: Delivery) -> bool:
+            event = item[0]
+            if seen is None or event.epoch != seen[0] or (event.offset or 0) > seen[1]:
+                return False
+            return item[1] in subscriptions if event.route is Route.MULTICAST else routed
+
         kept = [item for item in session.queue.drain()
                 if item[0].offset is None
-                or (item[0].offset not in recovered_offsets
-                    and (item[0].offset > after or item[1] not in subscriptions))]
+                or ((item[0].epoch, item[0].offset) not in recovered_ids and not covered(item))]
         fields = {"recovered": "true" if recovery.recovered else "false",
                   "count": str(len(recovery.events))}
         if recovery.reason:
             fields[P.P_REASON] = recovery.reason
-        recovered = [(event, _matching(subscriptions, event.subject)) for event in recovery.events]
+        recovered = [(event, _matching(subscriptions, event.subject) if event.route is Route.MULTICAST
+                      else None) for event in recovery.events]
         session.queue.refill([(make_event(P.RECOVERY, now, **fields), None),
                               *_by_offset(recovered, kept)])
         if session.channels:
@@ -325,8 +363,9 @@ class NativeProtocol:
                 raise ClientError(f"user has no session: {user[:64]}")
             if session.state is SessionState.ENDED:
                 raise ClientError("session ended")
-            server.publish_event(Event(out, route=Route.USER, target=user))
-            return {"op": "publish", "id": None, "user": user}
+            return then(server.publish_event(Event(out, route=Route.USER, target=user)),
+                        lambda stored: {"op": "publish", "id": getattr(stored, "position", None),
+                                        "user": user})
 
         return then(ask(server.authorizer.publish, session, USER_PREFIX + user),
                     lambda _: server.is_online(user).addCallback(to_user))

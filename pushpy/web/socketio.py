@@ -22,7 +22,8 @@ from twisted.python.failure import Failure
 
 from pushpy import protocol as P
 from pushpy.auth import Credentials
-from pushpy.core.history import parse_position
+from pushpy.core.events import Route
+from pushpy.core.history import owner_keys, parse_position
 from pushpy.core.sessions import EndReason, Session, SessionState
 from pushpy.errors import ClientError
 from pushpy.socketio import NAMESPACE, ROOMS
@@ -304,11 +305,13 @@ class Connection:
             found = {event.offset for event in recovery.events}
             kept = [item for item in session.queue.drain()
                     if item[0].offset is None or (item[0].offset > after and item[0].offset not in found)]
-            missed = [(event, rooms.get(event.subject)) for event in recovery.events]
+            missed = [(event, rooms.get(event.subject) if event.route is Route.MULTICAST else None)
+                      for event in recovery.events]
             session.queue.refill(_by_offset(missed, kept))
             return session
 
-        return then(app.server.backplane.since(offset, subjects.__contains__), merge)
+        owners = owner_keys(session.id, session.user)
+        return then(app.server.backplane.since(offset, subjects.__contains__, owners), merge)
 
     def _unrecoverable(self, session: Session) -> None:
         if session.state is not SessionState.ENDED and not session.channels:

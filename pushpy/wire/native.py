@@ -11,8 +11,8 @@ with a ``type``::
     {"type": "ack", "ref": "...", ...}   {"type": "nack", "ref": "...", "reason": "..."}
     {"type": "hb"}   {"type": "reconnect"}   {"type": "close", "reason": "..."}
 
-``id`` is the event's resume position; events that are not kept in history
-(unicast, broadcast) have ``"id": null``.  The JSON text never contains a raw
+``id`` is the event's resume position (unicast, user and broadcast events
+have one too: history keeps them for the sessions they address).  The JSON text never contains a raw
 ``<``, ``>``, ``&``, U+2028 or U+2029 (they are ``\\uXXXX`` escapes), so the
 same bytes are safe inside a ``<script>`` element, an SSE ``data:`` line and
 a WebSocket text frame.

@@ -146,15 +146,15 @@ def test_runtime_subscriptions_survive_a_new_session(page, server, transport):
 
 @pytest.mark.parametrize("transport", ["websocket", "xhr"])
 def test_unicast_from_page_reaches_only_the_addressed_session(open_page, transport):
-    """A publish with {to: session} reaches that client's 'event' listeners only, with a null id."""
+    """A publish with {to: session} reaches that client's 'event' listeners only, with its id."""
     pages = [open_page() for _ in range(3)]
     clients = [p.open([], transport=transport, **FAST) for p in pages]
     target = pages[1].state(clients[1])["session"]
     error, ack = pages[0].publish(clients[0], "/private", {"text": "psst"}, to=target)
-    assert error is None and ack["id"] is None
+    assert error is None and ack["id"]
     pages[1].wait("i => H.clients[i].all.length > 0", clients[1])
     (event,) = pages[1].js("i => H.clients[i].all", clients[1])
-    assert (event["subject"], event["id"], event["fields"]["text"]) == ("/private", None, "psst")
+    assert (event["subject"], event["id"], event["fields"]["text"]) == ("/private", ack["id"], "psst")
     pages[2].page.wait_for_timeout(200)
     assert pages[0].js("i => H.clients[i].all", clients[0]) == []
     assert pages[2].js("i => H.clients[i].all", clients[2]) == []

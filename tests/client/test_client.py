@@ -246,10 +246,10 @@ async def test_users_history_presence_and_the_session_key(pushpy_server, transpo
     assert ann.session_key and server.push.dispatcher.sessions[ann.session].user == "ann"
     bob = server.client()
     await bob.connect()
-    assert await bob.publish(None, {"text": "psst"}, user="ann") is None
+    assert await bob.publish(None, {"text": "psst"}, user="ann")  # its id: kept for ann's resumes
     await eventually(lambda: received)
     assert (received[0].fields["text"], received[0].fields["p_user"]) == ("psst", "bob")
-    assert await bob.publish("/room/fake", {"text": "spoof"}, user="ann") is None  # a label, not a room
+    assert await bob.publish("/room/fake", {"text": "spoof"}, user="ann")  # a label, not a room
     await eventually(lambda: len(received) == 2)
     assert received[1].to == "user" and received[1].subject == "/room/fake" and in_room == []
     with pytest.raises(Refused, match="user has no session: zed"):

@@ -210,8 +210,8 @@ class PushletPullClient:
 class NativePollClient:
     """A client of pushpy's ``poll`` transport asking the next node each time.
 
-    It sends its subject, session and last event id with every request, as
-    ``pushpy.js`` does, so any node can answer it.
+    It sends its subject, session, session key and last event id with every
+    request, as ``pushpy.js`` does, so any node can answer it.
     """
 
     def __init__(self, ports: Callable[[], list[int]], subject: str) -> None:
@@ -219,6 +219,8 @@ class NativePollClient:
         self.subject = subject
         self.turn = 0
         self.session = ""
+        self.key = ""
+        self.sessions: set[str] = set()  # every session id the nodes answered with
         self.last_id = ""
         self.events: list[dict[str, Any]] = []
         self.notices: list[dict[str, Any]] = []
@@ -227,6 +229,7 @@ class NativePollClient:
         params = {"subject": self.subject}
         if self.session:
             params["session"] = self.session
+            params["session_key"] = self.key
         if self.last_id:
             params["last_event_id"] = self.last_id
         while True:
@@ -241,6 +244,8 @@ class NativePollClient:
         assert status == 200, (status, body)
         answer = json.loads(body)
         self.session = answer["session"]
+        self.key = answer.get("session_key", self.key)
+        self.sessions.add(self.session)
         self.last_id = answer["position"] or self.last_id  # what pushpy.js resumes from
         found = [m for m in answer["messages"] if m["type"] == "event"]
         for message in answer["messages"]:
@@ -254,9 +259,11 @@ class NativePollClient:
 class SSEClient:
     """A native SSE client in a thread: reconnects to the next live node with its last id."""
 
-    def __init__(self, ports: Callable[[], list[int]], subject: str, first_port: int) -> None:
+    def __init__(self, ports: Callable[[], list[int]], subject: str, first_port: int,
+                 **params: str) -> None:
         self.ports = ports
         self.subject = subject
+        self.params = params
         self.port = first_port
         self.last_id = ""
         self.events: list[dict[str, Any]] = []
@@ -277,7 +284,7 @@ class SSEClient:
             self.port = ports[self.connections % len(ports)]
 
     def _stream(self, port: int) -> None:
-        params = {"subject": self.subject}
+        params = {"subject": self.subject, **self.params}
         headers = {"Accept": "text/event-stream"}
         if self.last_id:
             headers["Last-Event-ID"] = self.last_id

@@ -75,6 +75,7 @@ def test_round_robin_clients_get_every_event_once_in_order_when_a_node_dies(clus
     for poll in polls:
         assert numbers(poll.events) == expected
         assert poll.notices == []
+        assert len(poll.sessions) == 1  # the same session on every node
     assert numbers(sse.events) == expected
     assert sse.notices == []
     assert sse.connections >= 2  # it did reconnect to another node

@@ -120,7 +120,9 @@ async def test_expired_events_are_not_resumed(make):
 
 
 @pytest_twisted.ensureDeferred
-async def test_unicast_and_broadcast_reach_every_node_without_an_offset(make):
+async def test_unicast_and_broadcast_reach_every_node_and_are_resumed_by_their_owners(make):
+    from pushpy.core.history import owner_keys
+
     a, b = make(), make()
     got: list[Event] = []
     b.attach(got.append)
@@ -130,7 +132,14 @@ async def test_unicast_and_broadcast_reach_every_node_without_an_offset(make):
     await a.publish(Event({"p_event": "data", "n": "2"}, route=Route.BROADCAST))
     await eventually(lambda: len(got) == 2)
     assert [(e.route, e.target, e.offset) for e in got] == [
-        (Route.UNICAST, "sid", None), (Route.BROADCAST, None, None)]
+        (Route.UNICAST, "sid", 1), (Route.BROADCAST, None, 2)]
+    await a.publish(data("/x", 3))
+    start = f"{a.epoch}:0"
+    mine = await b.since(start, lambda subject: subject == "/x", owner_keys("sid", None))
+    other = await b.since(start, lambda subject: subject == "/x", owner_keys("other", None))
+    assert [e.fields["n"] for e in mine.events] == ["1", "2", "3"]
+    assert [e.fields["n"] for e in other.events] == ["2", "3"]
+    assert [e.fields["n"] for e in await b.history("/x", 10)] == ["3"]  # subject history: multicast only
 
 
 @pytest_twisted.ensureDeferred
@@ -223,6 +232,27 @@ async def test_presence_is_cluster_wide_and_a_dead_nodes_members_disappear(make,
 
 
 @pytest_twisted.ensureDeferred
+async def test_one_node_reaps_a_dead_nodes_members_and_a_reaped_node_is_told(make, prefix):
+    a, b, c = make(), make(), make()
+    for backplane in (a, b, c):
+        await backplane.start()
+    await a.presence_enter("/room", "ann", "s1")
+    await a.presence_enter("/room", "carol", "s2")
+    await b.presence_enter("/room", "ann", "s3")
+    await a.presence_enter("/online", "carol", "s2")
+    await b.link.execute("DEL", f"{prefix}:node:{a.node}")  # a's heartbeat expired
+    # ann is still on b: only carol is now absent, on both subjects; the second reaper finds nothing.
+    assert sorted(await c.presence_store.reap()) == [("/online", "carol"), ("/room", "carol")]
+    assert await b.presence_store.reap() == []
+    assert await b.presence("/room") == {"ann": 1}
+    # a was cut off, not dead: its next heartbeat learns it was reaped, so it enters its members again.
+    rejoined: list[bool] = []
+    a.rejoin_listeners.append(lambda: rejoined.append(True))
+    a._beat()
+    await eventually(lambda: rejoined == [True])
+
+
+@pytest_twisted.ensureDeferred
 async def test_user_events_reach_other_nodes(make):
     a, b = make(), make()
     got: list[Event] = []
@@ -231,4 +261,5 @@ async def test_user_events_reach_other_nodes(make):
     await b.start()
     await a.publish(Event({"p_event": "data", "n": "1"}, route=Route.USER, target="ann"))
     await eventually(lambda: len(got) == 1)
-    assert (got[0].route, got[0].target, got[0].offset) == (Route.USER, "ann", None)
+    assert (got[0].route, got[0].target) == (Route.USER, "ann")
+    assert got[0].offset is not None  # in the log, for resumes of ann's sessions

@@ -255,3 +255,29 @@ def test_since_matches_brute_force(scenario):
         assert rec.reason in ("history trimmed", "history expired")
     if position >= max(lost, default=0):
         assert rec.recovered
+
+
+def test_routed_events_are_kept_per_target_and_resumed_by_their_owners():
+    """Unicast, user and broadcast events share the offset counter; a resume gets those addressed to
+    the owners it names (its session, its user, everyone), never a subject match of their label."""
+    from pushpy.core.events import Route
+    from pushpy.core.history import owner_keys
+
+    h = History("ep", max_events=2)
+    publish(h, "/a", 1.0, n="0")
+    mine = h.append(data_event("/a", {"n": "1"}, 1.0, route=Route.UNICAST, target="s1"), 1.0)
+    h.append(data_event("/a", {"n": "2"}, 1.0, route=Route.UNICAST, target="s2"), 1.0)
+    h.append(data_event("", {"n": "3"}, 1.0, route=Route.USER, target="ann"), 1.0)
+    h.append(data_event("", {"n": "4"}, 1.0, route=Route.BROADCAST), 1.0)
+    publish(h, "/a", 1.0, n="5")
+    assert mine.offset == 2
+    names = lambda rec: [e.fields["n"] for e in rec.events]  # noqa: E731
+    assert names(h.since("ep:0", prefix("/a"), 1.0)) == ["0", "5"]  # no owners: multicast only
+    assert names(h.since("ep:0", prefix("/a"), 1.0, owner_keys("s1", "ann"))) == ["0", "1", "3", "4", "5"]
+    assert names(h.since("ep:1", prefix("/b"), 1.0, owner_keys("s2", None))) == ["2", "4"]
+    assert [e.fields["n"] for e in h.last("/a", 10, 1.0)] == ["0", "5"]  # its subject history
+    # A target's own log is bounded: losing s1's old unicasts is reported to s1 only.
+    for n in range(3):
+        h.append(data_event("", {"n": f"x{n}"}, 1.0, route=Route.UNICAST, target="s1"), 1.0)
+    assert not h.since("ep:1", prefix("/a"), 1.0, owner_keys("s1", None)).recovered
+    assert h.since("ep:1", prefix("/a"), 1.0, owner_keys("s2", None)).recovered

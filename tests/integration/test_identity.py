@@ -60,14 +60,14 @@ async def test_user_events_reach_every_session_of_the_user(native_server):
     assert {server.sessions[m["session"]].user for m in (tab1.messages[0], tab2.messages[0])} == {"ann"}
     ack = await reply(bob, {"type": "publish", "user": "ann", "subject": "/dm",
                             "fields": {"text": "hi ann", "p_user": "mallory"}, "ref": 1})
-    assert ack == {"type": "ack", "ref": 1, "op": "publish", "id": None, "user": "ann"}
+    assert ack["id"] and ack == {"type": "ack", "ref": 1, "op": "publish", "id": ack["id"], "user": "ann"}
     code, answer = await api_publish(server, {"user": "ann", "fields": {"text": "from the back end"}})
-    assert (code, answer) == (200, {"published": 1, "ids": [None]})
+    assert code == 200 and answer["published"] == 1 and answer["ids"][0]
     for tab in (tab1, tab2):
         await tab.wait(lambda t: len(events(t.messages)) >= 2)
         assert texts(tab) == ["hi ann", "from the back end"]
     first = events(tab1.messages)[0]
-    assert first["subject"] == "/dm" and first["id"] is None and first["to"] == "user"
+    assert first["subject"] == "/dm" and first["id"] == ack["id"] and first["to"] == "user"  # kept for resumes
     assert first["fields"]["p_from"] == bob.messages[0]["session"]
     assert first["fields"]["p_user"] == "bob"  # set by the server: the sender cannot forge it
     assert "p_user" not in events(tab2.messages)[1]["fields"]  # the back end's event has no sender
@@ -249,6 +249,10 @@ async def test_continuing_a_native_session_needs_its_key(native_server):
     first = await server.opened("sse", subject="/k")
     session_id = first.messages[0]["session"]
     key = first.messages[0]["session_key"]
+    from pushpy.web.authz import SESSION_KEY, session_key_digest
+
+    kept = server.sessions[session_id].data[SESSION_KEY]
+    assert kept == session_key_digest(key) and key not in kept  # only its digest is kept
     for kind in ("sse", "xhr", "iframe"):
         for wrong in (None, "guess", key + "x"):
             stolen = await server.stream(kind, session=session_id, session_key=wrong)

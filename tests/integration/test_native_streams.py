@@ -6,7 +6,7 @@ import json
 
 import pytest_twisted
 from native_client import events, texts
-from server_support import sleep
+from server_support import eventually, sleep
 
 pytest_plugins = ("native_fixtures",)
 
@@ -135,17 +135,29 @@ async def test_stream_with_bad_subject_is_refused(native_server):
 
 
 @pytest_twisted.ensureDeferred
-async def test_sse_unicast_and_broadcast_have_no_id_line(native_server):
-    """Unicast and broadcast events are not in history: they reach an SSE client with id null and no id: line,
-    so the browser's last event id stays that of the last multicast."""
+async def test_sse_unicast_and_broadcast_carry_ids_and_are_resumed(native_server):
+    """Unicast and broadcast events are kept in history with their target: they carry an id like a
+    multicast, and a client resuming from an earlier id gets the ones addressed to it (its session,
+    its user, everyone), never those addressed to someone else."""
     server = native_server()
     feed = await server.opened("sse", subject="/s")
     session = feed.messages[0]["session"]
-    server.push.unicast(session, {"text": "just you"})
-    server.push.broadcast({"text": "everyone"})
+    start = feed.messages[0]["position"]
+    unicast = server.push.unicast(session, {"text": "just you"}).position
+    broadcast = server.push.broadcast({"text": "everyone"}).position
+    server.push.unicast("someone-else", {"text": "not yours"})
     multicast = server.publish("/s", "all of /s")
     messages = events(await feed.until(3))
-    assert [(m["id"], m["_sse_id"]) for m in messages] == [(None, None), (None, None),
+    assert [(m["id"], m["_sse_id"]) for m in messages] == [(unicast, unicast), (broadcast, broadcast),
                                                            (multicast, multicast)]
     assert texts(messages) == ["just you", "everyone", "all of /s"]
-    assert feed.raw.count(b"\nid: ") == 2  # the open message's and the multicast's
+    assert feed.raw.count(b"\nid: ") == 4  # the open message's and the three events'
+    # A new session resuming from the start: the broadcast and the multicast, not the old session's unicast.
+    again = await server.opened("sse", subject="/s", headers={"Last-Event-ID": start})
+    resumed = events(await again.until(2))
+    assert texts(resumed) == ["everyone", "all of /s"]
+    # The same session continued from the start (its key): its unicast too, once, in order.
+    feed.disconnect()
+    await eventually(lambda: not server.sessions[session].channels)
+    back = await server.opened("sse", session=session, headers={"Last-Event-ID": start})
+    assert texts(events(await back.until(3))) == ["just you", "everyone", "all of /s"]

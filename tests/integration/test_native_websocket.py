@@ -71,7 +71,7 @@ async def test_ws_publish_acked_with_the_event_id(native_server):
 
 @pytest_twisted.ensureDeferred
 async def test_ws_unicast_publish_reaches_only_the_target(native_server):
-    """A publish with `to` reaches only that session, with a null id (unicasts are not kept in history)."""
+    """A publish with `to` reaches only that session, with its id (unicasts are kept for its resumes)."""
     server = native_server()
     target = await server.ws()
     other = await server.ws(subject="/u")
@@ -79,9 +79,9 @@ async def test_ws_unicast_publish_reaches_only_the_target(native_server):
     sender.send({"type": "publish", "subject": "/u", "to": target.messages[0]["session"],
                  "fields": {"text": "psst"}, "ref": 1})
     ack = of_type(await sender.until(1, "ack"), "ack")[0]
-    assert ack["id"] is None
+    assert ack["id"] is not None
     message = events(await target.until(1))[0]
-    assert message["id"] is None and texts([message]) == ["psst"]
+    assert message["id"] == ack["id"] and texts([message]) == ["psst"]
     sender.send({"type": "hb", "ref": 2})
     await sender.until(2, "ack")
     assert events(other.messages) == []

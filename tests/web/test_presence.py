@@ -73,8 +73,9 @@ def test_send_to_user_and_history_api():
     server, _ = make_server()
     session = join(server, "ann")
     event = server.send_to_user("ann", "/dm", {"text": "hi"})
-    assert event.route is Route.USER and event.position is None
+    assert event.route is Route.USER and event.position is not None  # kept for resumes
     assert [e.fields["text"] for e, _ in session.take(0.0)] == ["hi"]
+    assert result(server.history("/dm", 10)) == []  # not in the subject's history
     server.publish("/chat", n=1)
     server.publish("/chat", n=2)
     assert [e.fields["n"] for e in result(server.history("/chat", 1))] == ["2"]
@@ -140,3 +141,33 @@ def test_a_session_refused_before_it_listens_never_shows_online():
     server.dispatcher.listen(session, P.MODE_STREAM, server.clock.seconds())  # again: no second join
     assert presence_events(server, ONLINE) == [("ann", "join")]
 
+
+
+class ReapingBackplane(MemoryBackplane):
+    """Has the listener lists a clustered backplane offers (dead nodes' users, lost members)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.departure_listeners: list = []
+        self.rejoin_listeners: list = []
+
+
+def test_a_dead_nodes_users_leave_and_lost_members_enter_again():
+    """Departures reported by the backplane are announced; a rejoin re-enters every live member."""
+    from webfakes import FakeReactor
+
+    reactor = FakeReactor()
+    backplane = ReapingBackplane(now=reactor.seconds)
+    server = PushServer(reactor=reactor, backplane=backplane)
+    ann = join(server, "ann", "/room")
+    for listener in backplane.departure_listeners:
+        listener("/room", "zed")  # zed was on a node that died
+    assert presence_events(server, "/room") == [("ann", "join"), ("zed", "leave")]
+    backplane.presence_store = type(backplane.presence_store)()  # the cluster lost this node's members
+    for listener in backplane.rejoin_listeners:
+        listener()
+    assert result(server.presence("/room")) == {"ann": 1}
+    assert presence_events(server, "/room")[-1] == ("ann", "join")
+    assert presence_events(server, ONLINE) == [("ann", "join"), ("ann", "join")]
+    server.dispatcher.end(ann, EndReason.DISCONNECT)
+    assert result(server.presence("/room")) == {}
