@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import pytest_twisted
+from chromium import launched_chromium
 from hypothesis import settings
 from server_support import FAST, Running
 
@@ -28,3 +31,13 @@ async def pushpy_server():
     yield start
     for server in running:
         await server.close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "browser: a test in headless Chromium (needs /usr/bin/chromium)")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium from the system's package, for the whole module."""
+    yield from launched_chromium()

@@ -13,9 +13,6 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-CHROMIUM = os.environ.get("PUSHPY_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 #: Fast timings for the server under test: a heartbeat every second, so a client notices a dead
 #: stream that the browser does not report (a cut iframe stays "loading") within 4 s.
 SERVER_SETTINGS = ["queue.read.timeout.millis=1000", "session.check.millis=200"]

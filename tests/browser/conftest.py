@@ -8,16 +8,11 @@ downloaded).  One browser serves a whole module, one context each test.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, SERVER_SETTINGS, Page, Server
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "browser: pushpy.js in headless Chromium (needs /usr/bin/chromium)")
+from browser_support import SERVER_SETTINGS, Page, Server
 
 
 @pytest.fixture(scope="module")
@@ -26,24 +21,6 @@ def server() -> Iterator[Server]:
     running = Server("--proxy", *SERVER_SETTINGS)
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless Chromium from the system's package, for the whole module."""
-    from playwright.sync_api import sync_playwright
-
-    if not os.path.exists(CHROMIUM):
-        raise RuntimeError(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    playwright = sync_playwright().start()
-    try:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    except Exception:
-        playwright.stop()
-        raise
-    yield launched
-    launched.close()
-    playwright.stop()
 
 
 @pytest.fixture

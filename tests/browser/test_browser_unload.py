@@ -10,7 +10,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, SERVER_SETTINGS, Page, Server
+from browser_support import SERVER_SETTINGS, Page, Server
+from chromium import CHROMIUM, CHROMIUM_ARGS
 
 from pushpy.auth import mint_token
 

@@ -27,34 +27,11 @@ in its own browser context (its own cookies and storage: another user)::
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from example_support import CHROMIUM, CHROMIUM_ARGS, ExampleApp
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "browser: pushpy.js in headless Chromium (needs /usr/bin/chromium)")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless Chromium from the system's package, for the whole module."""
-    from playwright.sync_api import sync_playwright
-
-    if not os.path.exists(CHROMIUM):
-        raise RuntimeError(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    playwright = sync_playwright().start()
-    try:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    except Exception:
-        playwright.stop()
-        raise
-    yield launched
-    launched.close()
-    playwright.stop()
+from example_support import ExampleApp
 
 
 @pytest.fixture(scope="module")

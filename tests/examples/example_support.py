@@ -26,9 +26,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 EXAMPLES = ROOT / "examples"
-sys.path.insert(0, str(HERE.parent / "browser"))
 
-from browser_support import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 __all__ = ["CHROMIUM", "CHROMIUM_ARGS", "ExampleApp", "readme_command", "wait_for"]
 

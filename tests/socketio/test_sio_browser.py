@@ -6,15 +6,7 @@ one async function in the page and checks what it returns.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
-
-CHROMIUM = os.environ.get("PUSHPY_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 HELPERS = """
 window.connected = (socket) => new Promise((resolve, reject) => {
@@ -28,23 +20,6 @@ window.until = async (check, what) => {
 window.hook = (path, body) => fetch("/test/" + path, {method: "POST", body: JSON.stringify(body || {})})
   .then((r) => r.json());
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    if not os.path.exists(CHROMIUM):
-        raise RuntimeError(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    playwright = sync_playwright().start()
-    try:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    except Exception:
-        playwright.stop()
-        raise
-    yield launched
-    launched.close()
-    playwright.stop()
 
 
 def run(browser: Any, origin: str, script: str) -> Any:
