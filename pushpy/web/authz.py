@@ -177,6 +177,35 @@ def _fingerprint(value: str) -> bytes:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
 
 
+def restore_identity(server: PushServer, session: Session | None, credentials: Credentials) -> Any:
+    """A session copied from another node's record, with its user's claims again; ``None`` if refused.
+
+    Records keep the user, not the claims (a token's grants): the request's
+    own credentials are asked again, and must name the same user, else the
+    copy is dropped.  The answer may be a Deferred.
+    """
+    if session is None or session.user is None or IDENTITY in session.data:
+        return session
+
+    def check(identity: Identity) -> Session | None:
+        if identity.user != session.user:
+            raise ClientError("credentials do not match this session", 403)
+        session.data[IDENTITY] = identity
+        return session
+
+    def refused(reason: Any) -> None:
+        server.shared_sessions.drop(session)
+        return None
+
+    try:
+        answer = then(authorize_join(server, credentials), check)
+    except ClientError as e:
+        return refused(e)
+    if isinstance(answer, Deferred):
+        return answer.addErrback(refused)
+    return answer
+
+
 def adopt(server: PushServer, session: Session, identity: Identity, credentials: Credentials) -> None:
     """Give a new session (joined with ``user=identity.user``) its claims; bind it when it has a user."""
     if session.user != identity.user:

@@ -11,6 +11,7 @@ saw the session.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -28,6 +29,7 @@ from pushpy.web.authz import (
     refusal,
     request_credentials,
     respond,
+    restore_identity,
     then,
 )
 from pushpy.web.http import client_address, error_page, no_cache, request_params
@@ -165,15 +167,37 @@ class SendResource(Resource):
 
     def render_POST(self, request: Request) -> bytes | int:
         server = self.push
+        try:
+            params = parse_query(request.uri.partition(b"?")[2], limit=server.config.limit_params)
+        except ClientError as e:
+            return error_page(request, e.status or 400, e.reason)
+        session_id = params.get("session")
+        session = server.dispatcher.find(session_id)
+        shared = server.shared_sessions
+        if session is None and session_id and shared is not None:
+            # Another node's session (no sticky sessions): continue it here, same id and key.
+            credentials = request_credentials(request, params, "send")
+            copied = then(shared.native_session(session_id),
+                          lambda copy: restore_identity(server, copy, credentials))
+            served = then(copied, lambda copy: self._serve(request, params, copy, made=True))
+            return respond(request, served, lambda e: error_page(request, 500, "internal error"))
+        return self._serve(request, params, session)
+
+    def _serve(self, request: Request, params: Mapping[str, str], session: Session | None, *,
+               made: bool = False) -> bytes | int:
+        server = self.push
         config = server.config
         try:
-            params = parse_query(request.uri.partition(b"?")[2], limit=config.limit_params)
-            session = server.dispatcher.find(params.get("session"))
             if session is None or session.format != P.FORMAT_JSON:
                 raise ClientError(f"Invalid or expired session: {params.get('session', '')[:64]}", 404)
-            if is_bound(session):
-                check_binding(server, session, lambda: request_credentials(request, params, "send"))
-            check_session_key(session, params.get("session_key"))
+            try:
+                if is_bound(session):
+                    check_binding(server, session, lambda: request_credentials(request, params, "send"))
+                check_session_key(session, params.get("session_key"))
+            except ClientError:
+                if made:
+                    server.shared_sessions.drop(session)  # a copy the request may not use
+                raise
             request.content.seek(0, 2)
             if request.content.tell() > config.limit_request_bytes:
                 raise ClientError("Request too large", 413)

@@ -36,6 +36,7 @@ from pushpy.web.authz import (
     is_bound,
     issue_session_key,
     refusal,
+    restore_identity,
     then,
 )
 from pushpy.web.queries import Queries
@@ -86,7 +87,9 @@ class NativeProtocol:
         shared = server.shared_sessions
         if session is None and session_id and shared is not None:
             # Another node's session (behind a balancer): continue it here, same id and key.
-            return then(shared.native_session(session_id), lambda copy: self._connect(
+            copied = then(shared.native_session(session_id),
+                          lambda copy: restore_identity(server, copy, credentials))
+            return then(copied, lambda copy: self._connect(
                 copy, params, credentials, last_event_id, address, user_agent, now, made=True))
         return self._connect(session, params, credentials, last_event_id, address, user_agent, now)
 

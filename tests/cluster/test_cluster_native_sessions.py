@@ -118,3 +118,35 @@ def test_a_native_session_moves_between_nodes_and_gets_every_unicast_and_user_ev
     assert [int(e["fields"]["n"]) for e in client.events] == list(range(TOTAL))
     assert client.sessions == {session}  # one session id on every node, before and after the kill
     assert client.notices == []
+
+
+def test_send_continues_a_session_on_a_node_that_never_held_it(tmp_path):
+    """``POST send`` (client messages of the HTTP transports) may land on any node: same session there."""
+    prefix = unique_prefix()
+    nodes = [Node(tmp_path, prefix, settings={"auth.token.secret": SECRET}) for _ in range(2)]
+    try:
+        for node in nodes:
+            node.wait()
+        token = mint_token(SECRET, "ann", subscribe=["*"], publish=["*"], expires_in=600)
+        client = LongPollClient(lambda: [nodes[0].port], "/s", token)
+        client.poll()
+        params = {"session": client.params["session"], "session_key": client.params["session_key"],
+                  "token": token}
+        body = json.dumps({"type": "subscribe", "subject": "/t", "ref": 1}).encode()
+        wrong = urlencode({**params, "session_key": "0" * 32})
+        status, answer = http(nodes[1].port, "POST", "/pushlet/send?" + wrong, body,
+                              {"Content-Type": "text/plain"})
+        assert status == 403, answer
+        status, answer = http(nodes[1].port, "POST", "/pushlet/send?" + urlencode(params), body,
+                              {"Content-Type": "text/plain"})
+        assert status == 200, answer
+        [reply] = json.loads(answer)
+        assert reply["type"] == "ack" and reply["ref"] == 1, reply
+        send(nodes[1].port, {"subject": "/t/x", "fields": {"n": "0"}})
+        wait_until(lambda: client.poll() is not None and any(e["subject"] == "/t/x" for e in client.events),
+                   timeout=15, step=0)
+        assert client.sessions == {params["session"]}
+    finally:
+        for node in nodes:
+            node.stop()
+        delete_prefix(prefix)
