@@ -32,6 +32,7 @@ from pushpy.web.authz import (
     refusal,
     request_credentials,
     respond,
+    restore_identity,
     then,
 )
 from pushpy.web.http import client_address, error_page, no_cache, request_params, streaming
@@ -90,20 +91,24 @@ class PushletResource(Resource):
                 session = server.dispatcher.require(params.get(P.P_ID))
             else:  # any node may serve it: its state is in Redis
                 found = shared.session_for(params.get(P.P_ID), data=name in P.DATA_CHANNEL_EVENTS)
-                if isinstance(found, Deferred):
-                    later = then(found, lambda s: self._serve(request, s, params, name,
-                                                              server.clock.seconds()))
+                if isinstance(found, Deferred):  # made from its record: its user's claims asked again
+                    credentials = request_credentials(request, params, "pushlet")
+                    restored = then(found, lambda s: restore_identity(server, s, credentials))
+                    later = then(restored, lambda s: self._serve(request, s, params, name,
+                                                                 server.clock.seconds()))
                     return respond(request, later, lambda e: self._refuse(request, None, e))
                 session = found
             return self._serve(request, session, params, name, now)
         except ClientError as e:
             return self._refuse(request, session, e)
 
-    def _serve(self, request: Request, session: Session, params: Params, name: str,
+    def _serve(self, request: Request, session: Session | None, params: Params, name: str,
                now: float) -> bytes | int:
         """Run the handler of a request of a live session (after its authorization)."""
         server = self.push
         config = server.config
+        if session is None:  # a copy whose credentials named another user
+            return self._refuse(request, None, ClientError("credentials do not match this session", 403))
         try:
             if is_bound(session):
                 check_binding(server, session, lambda: request_credentials(request, params, "pushlet"))

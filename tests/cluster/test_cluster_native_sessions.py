@@ -15,7 +15,7 @@ import threading
 from typing import Any
 from urllib.parse import urlencode
 
-from cluster_support import API_KEY, Node, http, unique_prefix, wait_until
+from cluster_support import API_KEY, Node, http, unique_prefix, wait_until, xml_events
 from redis_keys import delete_prefix
 
 from pushpy.auth import mint_token
@@ -146,6 +146,38 @@ def test_send_continues_a_session_on_a_node_that_never_held_it(tmp_path):
         wait_until(lambda: client.poll() is not None and any(e["subject"] == "/t/x" for e in client.events),
                    timeout=15, step=0)
         assert client.sessions == {params["session"]}
+    finally:
+        for node in nodes:
+            node.stop()
+        delete_prefix(prefix)
+
+
+def test_a_pushlet_session_with_a_token_subscribes_on_another_node(tmp_path):
+    """A Pushlet session's copy on a node that never held it keeps its user's grants (asked again from
+    the request's token); a token of another user is refused there, and the session lives on."""
+    prefix = unique_prefix()
+    nodes = [Node(tmp_path, prefix, settings={"auth.token.secret": SECRET}) for _ in range(3)]
+    try:
+        for node in nodes:
+            node.wait()
+        ann = mint_token(SECRET, "ann", subscribe=["/t/"], expires_in=600)
+        bob = mint_token(SECRET, "bob", subscribe=["*"], expires_in=600)
+        status, body = http(nodes[0].port, "GET", "/pushlet/pushlet.srv?" + urlencode(
+            {"p_event": "join", "p_format": "xml", "token": ann}))
+        [ack] = xml_events(body)
+        assert status == 200 and ack["p_event"] == "join-ack", body
+        session = ack["p_id"]
+
+        def subscribe(port: int, subject: str, token: str) -> tuple[int, bytes]:
+            return http(port, "GET", "/pushlet/pushlet.srv?" + urlencode(
+                {"p_event": "subscribe", "p_id": session, "p_subject": subject, "token": token}))
+
+        status, body = subscribe(nodes[2].port, "/t/x", bob)
+        assert status == 403, body  # the session is ann's
+        status, body = subscribe(nodes[1].port, "/t/x", ann)
+        assert status == 200 and b"subscribe-ack" in body, body
+        status, body = subscribe(nodes[1].port, "/secret", ann)
+        assert b"nack" in body and b"not allowed to subscribe to /secret" in body, body
     finally:
         for node in nodes:
             node.stop()
