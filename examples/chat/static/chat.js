@@ -189,7 +189,7 @@
    */
   function personal(fields, event) {
     var other, conv;
-    if (event.id || !event.subject) {
+    if (event.to !== 'user' || !event.subject) {
       return;  // published on a subject, not sent to this user
     }
     if (event.subject === '/chat/private' && fields.p_user) {
