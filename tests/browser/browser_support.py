@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import select
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from script_server import start_script, stop_process
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -22,16 +20,7 @@ class Server:
     """``serve.py`` in a subprocess, and its test hooks."""
 
     def __init__(self, *args: str) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        self.process = subprocess.Popen([sys.executable, str(HERE / "serve.py"), *args],
-                                        stdout=subprocess.PIPE, text=True, env=env, cwd=str(ROOT))
-        ready, _, _ = select.select([self.process.stdout], [], [], 20)
-        line = self.process.stdout.readline() if ready else ""
-        if not line:
-            self.stop()
-            raise RuntimeError("serve.py did not start")
-        info = json.loads(line)
+        self.process, info = start_script(HERE / "serve.py", *args, timeout=20)
         self.origin = f"http://127.0.0.1:{info['port']}"
         self.proxy = f"http://127.0.0.1:{info['proxy']}" if info["proxy"] else None
         self.page_url = self.origin + "/test/page.html"
@@ -61,15 +50,7 @@ class Server:
         return self.hook("end", session=session)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process.stdout:
-            self.process.stdout.close()
+        stop_process(self.process)
 
 
 class Page:

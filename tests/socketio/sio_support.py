@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import select
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from script_server import start_script, stop_process
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -20,16 +18,8 @@ class SioServer:
     """``serve.py`` in a subprocess with the given config settings."""
 
     def __init__(self, *settings: str) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        self.process = subprocess.Popen([sys.executable, str(HERE / "serve.py"), *settings],
-                                        stdout=subprocess.PIPE, text=True, env=env, cwd=str(ROOT))
-        ready, _, _ = select.select([self.process.stdout], [], [], 30)
-        line = self.process.stdout.readline() if ready else ""
-        if not line:
-            self.stop()
-            raise RuntimeError("serve.py did not start")
-        self.origin = f"http://127.0.0.1:{json.loads(line)['port']}"
+        self.process, info = start_script(HERE / "serve.py", *settings)
+        self.origin = f"http://127.0.0.1:{info['port']}"
 
     def hook(self, name: str, body: Any = None, sid: str = "") -> Any:
         url = f"{self.origin}/test/{name}" + (f"?sid={sid}" if sid else "")
@@ -38,12 +28,4 @@ class SioServer:
             return json.loads(response.read())
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process.stdout:
-            self.process.stdout.close()
+        stop_process(self.process)
