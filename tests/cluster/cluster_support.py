@@ -8,6 +8,8 @@ can go to any node in turn, as behind a round-robin load balancer.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import http.client as httplib
 import json
 import os
@@ -19,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -152,6 +154,47 @@ class RedisServer:
             self.process.wait(10)
 
 
+@contextlib.contextmanager
+def running_nodes(tmp: Path, count: int, **settings: str) -> Iterator[tuple[str, list[Node]]]:
+    """``count`` nodes of one cluster (a fresh key prefix), up; stopped and their keys deleted after."""
+    from redis_keys import delete_prefix
+
+    prefix = unique_prefix()
+    nodes = [Node(tmp, prefix, settings=settings) for _ in range(count)]
+    try:
+        for node in nodes:
+            node.wait()
+        yield prefix, nodes
+    finally:
+        for node in nodes:
+            node.stop()
+        delete_prefix(prefix)
+
+
+def token_maker(secret: str) -> Callable[[str], str]:
+    """``token(user)`` for ``auth.token.secret=secret``: one token per user (a session is bound to
+    the token it joined with), granting every subject."""
+    from pushpy.auth import mint_token
+
+    @functools.cache
+    def token(user: str) -> str:
+        return mint_token(secret, user, subscribe=["*"], publish=["*"], expires_in=600)
+
+    return token
+
+
+def no_traceback(nodes: list[Node]) -> None:
+    """Fail when a node logged a traceback (an error that reached no client as an answer)."""
+    for node in nodes:
+        assert "Traceback" not in node.log(), node.log()[-3000:]
+
+
+def pushlet(port: int, **params: str) -> tuple[int, list[dict[str, str]], bytes]:
+    """One Pushlet request: its status, its events (``xml`` format) when 200, and its body."""
+    status, body = http(port, "GET", "/pushlet/pushlet.srv?" + urlencode(params))
+    return status, xml_events(body) if status == 200 else [], body
+
+
 def publish(port: int, subject: str, **fields: str) -> str:
     """Publish through a node's API; the event's id."""
     body = json.dumps({"subject": subject, "fields": fields}).encode()
@@ -173,8 +216,9 @@ def xml_events(body: bytes) -> list[dict[str, str]]:
 class PushletPullClient:
     """A Pushlet pull-mode client whose every request goes to the next node in turn."""
 
-    def __init__(self, ports: Callable[[], list[int]], subject: str) -> None:
+    def __init__(self, ports: Callable[[], list[int]], subject: str, **params: str) -> None:
         self.ports = ports
+        self.params = params  # sent with every request (a token)
         self.turn = 0
         self.events: list[dict[str, str]] = []
         self.session = ""
@@ -188,7 +232,7 @@ class PushletPullClient:
         ports = self.ports()
         port = ports[self.turn % len(ports)]
         self.turn += 1
-        status, body = http(port, "GET", "/pushlet/pushlet.srv?" + urlencode(params))
+        status, body = http(port, "GET", "/pushlet/pushlet.srv?" + urlencode({**self.params, **params}))
         assert status == 200, (status, body)
         return xml_events(body)
 
@@ -214,9 +258,10 @@ class NativePollClient:
     request, as ``pushpy.js`` does, so any node can answer it.
     """
 
-    def __init__(self, ports: Callable[[], list[int]], subject: str) -> None:
+    def __init__(self, ports: Callable[[], list[int]], subject: str, **params: str) -> None:
         self.ports = ports
         self.subject = subject
+        self.params = params  # sent with every request (a token)
         self.turn = 0
         self.session = ""
         self.key = ""
@@ -226,7 +271,7 @@ class NativePollClient:
         self.notices: list[dict[str, Any]] = []
 
     def poll(self) -> list[dict[str, Any]]:
-        params = {"subject": self.subject}
+        params = {"subject": self.subject, **self.params}
         if self.session:
             params["session"] = self.session
             params["session_key"] = self.key
@@ -269,6 +314,8 @@ class SSEClient:
         self.events: list[dict[str, Any]] = []
         self.notices: list[dict[str, Any]] = []
         self.connections = 0
+        self.session = ""
+        self.key = ""
         self.opened = threading.Event()
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -285,6 +332,8 @@ class SSEClient:
 
     def _stream(self, port: int) -> None:
         params = {"subject": self.subject, **self.params}
+        if self.session:  # as pushpy.js: the same session on every node
+            params.update(session=self.session, session_key=self.key)
         headers = {"Accept": "text/event-stream"}
         if self.last_id:
             headers["Last-Event-ID"] = self.last_id
@@ -310,6 +359,8 @@ class SSEClient:
     def _message(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind == "open":
+            self.session = message["session"]
+            self.key = message.get("session_key", self.key)
             self.opened.set()
         elif kind == "event":
             self.events.append(message)
@@ -319,3 +370,45 @@ class SSEClient:
 
     def stop(self) -> None:
         self.done.set()
+
+
+class PushletStream:
+    """A Pushlet ``stream``-mode response read in a thread (``join-listen``, or ``listen`` of a session)."""
+
+    def __init__(self, port: int, params: dict[str, str]) -> None:
+        self.connection = httplib.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.connection.request("GET", "/pushlet/pushlet.srv?" + urlencode(
+            {"p_format": "xml", "p_mode": "stream", **params}))
+        self.sock = self.connection.sock
+        self.response = self.connection.getresponse()
+        assert self.response.status == 200, self.response.status
+        self.data = b""
+        self.ended = threading.Event()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                chunk = self.response.read1(65536)
+                if not chunk:
+                    break
+                self.data += chunk
+        except (OSError, ValueError, httplib.HTTPException):
+            pass
+        finally:
+            self.ended.set()
+
+    def events(self) -> list[dict[str, str]]:
+        return xml_events(self.data)
+
+    def session(self) -> str:
+        acks = [e for e in wait_until(self.events) if e.get("p_id")]
+        return acks[0]["p_id"]
+
+    def close(self) -> None:
+        """The client goes away (the socket is closed, as a browser tab closing)."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.connection.close()
+        self.ended.wait(5)

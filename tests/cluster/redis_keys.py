@@ -40,3 +40,10 @@ def delete_prefix(prefix: str, port: int = 6379) -> None:
                 _reply(reader)
             if cursor == "0":
                 break
+
+
+def redis(*args: str, port: int = 6379) -> object:
+    """One command to the test Redis; its reply."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        _command(sock, *args)
+        return _reply(sock.makefile("rb"))
