@@ -110,6 +110,8 @@ class PushletResource(Resource):
         if session is None:  # a copy whose credentials named another user
             return self._refuse(request, None, ClientError("credentials do not match this session", 403))
         try:
+            if session.format not in CODECS:  # a native session's id: not one of ours
+                raise ClientError(P.INVALID_ID.format(id=session.id), 400)
             if is_bound(session):
                 check_binding(server, session, lambda: request_credentials(request, params, "pushlet"))
             server.dispatcher.touch(session, now)

@@ -63,3 +63,21 @@ async def test_native_publish_via_send_reaches_pushlet_and_websocket(native_serv
     assert code == 200 and replies[0]["op"] == "publish"
     assert events(await ws.until(1))[0]["id"] == replies[0]["id"]
     await stream.wait(lambda s: b'text="both"' in s.raw)
+
+
+@pytest_twisted.ensureDeferred
+async def test_pushlet_requests_naming_a_native_session_are_refused(native_server):
+    """A native session's id (its unicast address, so not secret) in a Pushlet request is an unknown
+    Pushlet session (400): the request neither fails inside nor touches the native session."""
+    server = native_server()
+    sse = await server.opened("sse", subject="/own")
+    session_id = sse.messages[0]["session"]
+    for params in ({"p_event": "subscribe", "p_subject": "/x"}, {"p_event": "refresh"},
+                   {"p_event": "listen", "p_subject": "/x"}, {"p_event": "leave"}):
+        response = await server.client.get(server.url("pushlet.srv", {"p_id": session_id, **params}),
+                                           timeout=5)
+        body = await response.content()
+        assert response.code == 400 and session_id.encode() in body, (params, response.code, body)
+    assert [s.subject for s in server.sessions[session_id].subscriptions.values()] == ["/own"]
+    server.publish("/own", "still here")
+    assert [e["fields"]["text"] for e in events(await sse.until(1))] == ["still here"]
