@@ -15,6 +15,9 @@ Anonymous sessions have no presence.  Backplane answers may be Deferreds.
 A clustered backplane may also report users of a dead node now absent
 (``departure_listeners``: the tracker announces their ``leave``) and ask the
 node to enter its members again after they were removed (``rejoin_listeners``).
+With such a backplane a stopping node leaves its members to be reaped (its
+stop deletes its heartbeat key), so their ``leave`` is announced by a node
+that stays up.
 """
 
 from __future__ import annotations
@@ -57,6 +60,9 @@ class PresenceTracker:
         dispatcher.on_subscriptions.append(self.changed)
         dispatcher.on_end.append(self.ended)
         departures = getattr(server.backplane, "departure_listeners", None)
+        #: The backplane reaps the members of nodes gone (and announces their leave): a stopping node
+        #: leaves its members to it (its own writes and publishes would not outlive the stop).
+        self.reaped = departures is not None
         if departures is not None:
             departures.append(self.departed)
         rejoins = getattr(server.backplane, "rejoin_listeners", None)
@@ -99,9 +105,12 @@ class PresenceTracker:
         if session.user is None:
             return
         before: set[str] = session.data.pop(PRESENT, set())  # type: ignore[assignment]
+        online = session.data.pop(IS_ONLINE, False)
+        if reason is EndReason.SHUTDOWN and self.reaped:
+            return  # reaped by another node once this one has stopped, which announces the leave
         for subject in sorted(before):
             self._leave(subject, session)
-        if session.data.pop(IS_ONLINE, False):
+        if online:
             self._leave(ONLINE, session)
 
     def _enter(self, subject: str, session: Session) -> None:

@@ -1,17 +1,17 @@
-"""Presence across real nodes: a SIGKILLed node's users get their ``leave`` announced by another node."""
+"""Presence across real nodes: a SIGKILLed or stopped node's users get their ``leave`` announced by
+another node."""
 
 from __future__ import annotations
 
-from cluster_support import Node, SSEClient, unique_prefix, wait_until
+import time
+
+from cluster_support import Node, SSEClient, token_maker, unique_prefix, wait_until
 from redis_keys import delete_prefix
 
-from pushpy.auth import mint_token
-
 SECRET = "cluster-presence-secret"
+token = token_maker(SECRET)
 
 
-def token(user: str) -> str:
-    return mint_token(SECRET, user, subscribe=["*"], expires_in=600)
 
 
 def actions(client: SSEClient, user: str) -> list[str]:
@@ -43,5 +43,34 @@ def test_a_killed_nodes_user_leaves_on_the_companion_subject(tmp_path):
             if client is not None:
                 client.stop()
         victim.stop()
+        survivor.stop()
+        delete_prefix(prefix)
+
+
+def test_a_stopped_nodes_users_leave_on_the_companion_subject(tmp_path):
+    """A node stopped gracefully (SIGTERM) ends its sessions: their users' ``leave`` is announced (by a
+    node that stays up, which reaps the stopped one), and the stopping node logs no failure."""
+    prefix = unique_prefix()
+    settings = {"auth.token.secret": SECRET, "backplane.node.ttl.secs": "1.5"}
+    stopping, survivor = (Node(tmp_path, prefix, settings=settings) for _ in range(2))
+    watcher = ann = None
+    try:
+        stopping.wait()
+        survivor.wait()
+        watcher = SSEClient(lambda: [survivor.port], "/presence/online,/presence/room", survivor.port,
+                            token=token("wendy"))
+        assert watcher.opened.wait(10)
+        ann = SSEClient(lambda: [stopping.port], "/room", stopping.port, token=token("ann"))
+        wait_until(lambda: sorted(actions(watcher, "ann")) == ["join", "join"])
+        stopping.stop()
+        wait_until(lambda: sorted(actions(watcher, "ann")) == ["join", "join", "leave", "leave"], timeout=15)
+        time.sleep(1)  # once each
+        assert sorted(actions(watcher, "ann")) == ["join", "join", "leave", "leave"]
+        assert "Traceback" not in stopping.log(), stopping.log()[-3000:]
+    finally:
+        for client in (watcher, ann):
+            if client is not None:
+                client.stop()
+        stopping.stop()
         survivor.stop()
         delete_prefix(prefix)
