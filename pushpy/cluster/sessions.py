@@ -8,13 +8,17 @@ subscriptions (with their sids and labels), whether it listens, the
 event it matches, and the **owner**, the node that served its last data
 request.  Events are never copied per session: the shared log is the queue.
 
+- A request is checked against the record (binding, user) before a copy is
+  made or the session claimed: a refused one changes nothing.
 - A control request (subscribe, publish, heartbeat...) for a session this node
   does not hold makes a passive local copy from the record (not listening).
   Changes of subscriptions are written to the record and announced on the
-  control channel, so a node holding the session's open stream applies them.
+  control channel with the new subscriptions, so a node holding the session's
+  open stream applies them as it reads the notice.
 - A data request (``listen``, ``refresh``) **claims** the session (one script:
-  read the record, become owner, renew the lease).  If this node was the owner
-  and still holds it listening, its local queue is exact and is used as is.
+  read the record, check the binding, become owner, renew the lease).  If this
+  node was the owner and still holds it listening, its local queue is exact and
+  is used as is.
   Otherwise the local copy is rebuilt from the record: queue cleared, subscribed
   again, and filled from the log after the record's position (merged with live
   events arriving meanwhile, without repeats); ``recovered: false`` becomes a
@@ -25,31 +29,43 @@ request.  Events are never copied per session: the shared log is the queue.
 start: user, binding, the digest of their session key, subscriptions.  Their
 client keeps its position, so the record holds none: a connect naming a
 session this node does not hold makes a local copy from the record
-(:meth:`SharedSessions.native_session`, same id, key checked against the
-digest), and the client's ``last_event_id`` resumes it from the log, unicasts
-to it included.  Their records are renewed while a connection is open
-(:meth:`SharedSessions.renew`).
+(:meth:`SharedSessions.native_session`, same id, once binding, key and user
+passed), and the client's ``last_event_id`` resumes it from the log, unicasts
+to it included.  Records of sessions with an open connection are renewed by
+the node holding it (:meth:`SharedSessions.renew`).
 
-A session ended by ``leave`` (or a dropped Pushlet stream) is deleted in Redis
-and ended on every node.  A local copy left behind by a session that moved
-expires with its local lease.  See ``docs/scaling.md``.
+A session ended by ``leave`` (or a dropped Pushlet stream) is replaced in Redis
+by a tombstone and ended on every node.  A local copy left behind by a session
+that moved expires with its local lease.  See ``docs/scaling.md``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
 
 from pushpy import protocol as P
+from pushpy.auth import IDENTITY, Credentials, Identity
 from pushpy.cluster.link import Script
 from pushpy.core.events import Route, make_event
 from pushpy.core.history import Recovery, owner_keys, parse_position
 from pushpy.core.sessions import EndReason, Session, SessionState
 from pushpy.errors import ClientError
-from pushpy.web.authz import BINDING, SESSION_KEY, then
+from pushpy.web.authz import (
+    BINDING,
+    SESSION_KEY,
+    ForeignSession,
+    check_fingerprint,
+    check_key_digest,
+    fingerprint,
+    identify,
+    then,
+)
+from pushpy.wire.pushlet import CODECS
 
 #: Key in ``Session.data``: the native session has a record in Redis.
 SHARED = "pushpy.shared"
@@ -58,10 +74,14 @@ if TYPE_CHECKING:
     from pushpy.cluster.redis_backplane import RedisBackplane
     from pushpy.server import PushServer
 
-#: KEYS: record; ARGV: node, lease ms.  The record before this claim ({} if none).
+#: KEYS: record; ARGV: node, lease ms, the request's binding (hex, '' for none).  The record
+#: before this claim ({} if none), or 0 (nothing changed) when it is bound to other credentials;
+#: a native session's record is returned unchanged (never claimed by a Pushlet request).
 CLAIM = Script("""
 local record = redis.call('HGETALL', KEYS[1])
-if #record == 0 then return record end
+if #record == 0 or redis.call('HGET', KEYS[1], 'format') == 'json' then return record end
+local binding = redis.call('HGET', KEYS[1], 'binding')
+if binding and binding ~= '' and binding ~= ARGV[3] then return 0 end
 redis.call('HSET', KEYS[1], 'owner', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return record
@@ -85,8 +105,17 @@ return 1
 """)
 
 
+class Unreadable(ValueError):
+    """A session record no node can use (written by hand, or by something else)."""
+
+
 class SharedSessions:
-    """Session records in Redis and the local copies made from them."""
+    """Session records in Redis and the local copies made from them.
+
+    A copy is made only after the request's credentials passed the record's
+    checks (binding, key, user): a refused request leaves no trace (no
+    presence ``join``/``leave``, no claim, no ended channel).
+    """
 
     log = Logger()
 
@@ -98,7 +127,9 @@ class SharedSessions:
         #: This process's id in session records.
         self.node = backplane.node
         self._quiet: set[str] = set()
+        #: Record writes still in flight, to answer after: tombstones, subscription changes.
         self._ending: dict[str, Deferred] = {}
+        self._changes: dict[str, Deferred] = {}
         self._syncing: set[str] = set()
         self._next_renewal = 0.0
         self._renewed_at = 0.0
@@ -109,17 +140,21 @@ class SharedSessions:
     def key(self, session_id: str) -> str:
         return f"{self.prefix}:session:{session_id}"
 
-    # -- entry point ---------------------------------------------------------
+    # -- Pushlet sessions ------------------------------------------------------
 
-    def session_for(self, session_id: str | None, *, data: bool) -> Session | Deferred:
-        """The local session for a request naming ``session_id``, made from its record if needed.
+    def session_for(self, session_id: str | None, *, data: bool,
+                    credentials: Callable[[], Credentials]) -> Session | Deferred:
+        """The local session for a Pushlet request naming ``session_id``, made from its record if needed.
 
         ``data`` is true for data-channel requests (listen, refresh), which
-        claim the session.  Unknown ids fail with the spec's 400.
+        claim the session.  Unknown ids fail with the spec's 400; a session
+        bound to other credentials with a 403 before anything changes.
         """
         if not session_id:
             raise ClientError(P.NO_ID, 400)
         local = self.server.dispatcher.find(session_id)
+        if local is not None and local.format not in CODECS:
+            raise ClientError(P.INVALID_ID.format(id=session_id), 400)  # a native session
         if not self.link.up:  # degraded: serve the sessions held here, refuse the others for now
             if local is not None:
                 return local
@@ -130,16 +165,43 @@ class SharedSessions:
                 self._run(self.link.eval(LOOKUP, [self.key(session_id)], [lease]))
                 return local
             found = self.link.eval(LOOKUP, [self.key(session_id)], [lease])
-            return found.addCallbacks(lambda record: self._passive(session_id, _as_dict(record)),
-                                      self._lost, errbackArgs=(session_id,))
-        claimed = self.link.eval(CLAIM, [self.key(session_id)], [self.node, lease])
-        return claimed.addCallbacks(lambda record: self._take_over(session_id, _as_dict(record)),
-                                    self._lost, errbackArgs=(session_id,))
+            found.addCallbacks(self._read, self._lost, callbackArgs=(session_id,),
+                               errbackArgs=(session_id,))
+            return found.addCallback(lambda record: self._passive(session_id, record, credentials()))
+        bound = fingerprint(self.server, credentials())
+        claimed = self.link.eval(CLAIM, [self.key(session_id)],
+                                 [self.node, lease, bound.hex() if bound else ""])
+        claimed.addCallbacks(self._read, self._lost, callbackArgs=(session_id,),
+                             errbackArgs=(session_id,))
+        return claimed.addCallback(lambda record: self._take_over(session_id, record, credentials()))
+
+    def _read(self, flat: Any, session_id: str) -> dict[str, str]:
+        """The Pushlet record a script answered, checked.
+
+        400 when unreadable or a native session's (never served as Pushlet),
+        403 when bound to other credentials (CLAIM then changed nothing).
+        """
+        if isinstance(flat, int):
+            raise ForeignSession()
+        try:
+            record = _readable(_as_dict(flat))
+        except Unreadable as e:
+            return self._unreadable(session_id, e)
+        if record and record.get("ended") != "1" and record.get("format") not in CODECS:
+            raise ClientError(P.INVALID_ID.format(id=session_id), 400)
+        return record
+
+    def _unreadable(self, session_id: str, error: Exception) -> Any:
+        self.log.warn("session {id}: record unreadable ({error}): not used", id=session_id,
+                      error=str(error)[:200])
+        raise ClientError(f"{P.INVALID_ID.format(id=session_id)} (its record is unreadable)", 400)
 
     def _lost(self, reason: Any, session_id: str) -> Session:
-        """Redis went away during the lookup: as when it was away before it."""
+        """Redis went away during the lookup (as when it was away before it), or refused it."""
         import txredisapi
 
+        if reason.check(txredisapi.ResponseError):  # e.g. WRONGTYPE: not a record at all
+            return self._unreadable(session_id, reason.value)
         reason.trap(txredisapi.ConnectionError)
         local = self.server.dispatcher.find(session_id)
         if local is None:
@@ -148,7 +210,7 @@ class SharedSessions:
 
     # -- native sessions ---------------------------------------------------------
 
-    def save_native(self, session: Session) -> Deferred:
+    def save_native(self, session: Session, *, only_absent: bool = False) -> Deferred:
         """Write the record of a new native session (key digest, user, binding, subscriptions)."""
         session.data[SHARED] = True
         fields = {
@@ -156,67 +218,107 @@ class SharedSessions:
             "address": session.address, "user": session.user or "",
             "binding": _binding_text(session),
             "key": str(session.data.get(SESSION_KEY, "")), "owner": self.node,
-            "subs": json.dumps([[s.sid, s.subject, s.label] for s in session.subscriptions.values()]),
+            "subs": _subs_text(session),
         }
-        return self._write(session, fields, only_present=False)
+        return self._write(session, fields, only_present=False, only_absent=only_absent)
 
-    def native_session(self, session_id: str) -> Deferred:
-        """A local copy of the native session ``session_id`` from its record; ``None`` when there is none.
+    def native_session(self, session_id: str, credentials: Credentials,
+                       session_key: object) -> Deferred:
+        """A local copy of the native session ``session_id`` from its record, checked first.
 
-        The copy is subscribed as the record says and listening; its key
-        digest and binding are the record's, for the caller to check.  While
-        Redis is unreachable the answer is ``None`` (the client gets a new session).
+        Fires with ``None`` when there is no usable record (none, ended, not
+        native, unreadable; or Redis is unreachable): the client gets a new
+        session.  Fails with :class:`ForeignSession` when the request's
+        credentials are someone else's, with a 403 when ``session_key`` is
+        wrong; no copy is made then.  The copy is subscribed as the record
+        says, listening, with its user's claims asked again.
         """
         if not self.link.up:
             return succeed(None)
         found = self.link.eval(LOOKUP, [self.key(session_id)], [self._lease_ms(None)])
 
-        def copy(flat: list[str] | None) -> Session | None:
-            record = _as_dict(flat)
+        def admit(flat: list[str] | None) -> Session | Deferred | None:
             local = self.server.dispatcher.find(session_id)
             if local is not None:
                 return local if local.format == P.FORMAT_JSON else None
+            try:
+                record = _readable(_as_dict(flat))
+            except Unreadable as e:
+                self.log.warn("session {id}: record unreadable ({error}): a new session instead",
+                              id=session_id, error=str(e)[:200])
+                return None
             if record.get("format") != P.FORMAT_JSON or record.get("ended") == "1":
                 return None
-            session = self._make(session_id, record)
-            if record.get("key"):
-                session.data[SESSION_KEY] = record["key"]
-            session.data[SHARED] = True
-            self._subscribe_as(session, record)
-            self.server.dispatcher.listen(session, P.MODE_STREAM, self.server.clock.seconds())
-            return session
+            self._check_binding(record, credentials)  # first: someone else's gets a new session
+            check_key_digest(record.get("key") or None, session_key)
+            return then(identify(self.server, record.get("user") or None, credentials),
+                        lambda identity: self._native_copy(session_id, record, identity))
 
         def unavailable(reason: Any) -> None:
+            import txredisapi
+
+            reason.trap(txredisapi.RedisError)  # not a cancel: a client gone meanwhile gets nothing
             self.log.warn("native session lookup failed: {e}", e=reason.getErrorMessage())
             return None
 
-        return found.addCallbacks(copy, unavailable)
+        return found.addCallbacks(admit, unavailable)
 
-    def drop(self, session: Session) -> None:
-        """End a local copy the request may not use, leaving its record alone."""
-        if session.state is not SessionState.ENDED:
-            self._quiet.add(session.id)
-            self.server.dispatcher.end(session, EndReason.LEAVE)
+    def _native_copy(self, session_id: str, record: dict[str, str],
+                     identity: Identity | None) -> Session | None:
+        local = self.server.dispatcher.find(session_id)
+        if local is not None:  # made meanwhile by another request of the session
+            return local if local.format == P.FORMAT_JSON else None
+        session = self._make(session_id, record, identity)
+        if record.get("key"):
+            session.data[SESSION_KEY] = record["key"]
+        session.data[SHARED] = True
+        self._subscribe_as(session, record)
+        self.server.dispatcher.listen(session, P.MODE_STREAM, self.server.clock.seconds())
+        return session
 
     def renew(self, now: float) -> None:
-        """Renew the records of native sessions connected or active here since the last renewal.
+        """Renew the records of sessions held here: native ones connected or active since the
+        last renewal, Pushlet ones with an open data channel (their requests renew them too).
 
-        Runs every third of their lease (a local connect makes no Redis call).
+        Runs about every third of the shortest lease (a local connect makes no
+        Redis call).  A record Redis lost is written again.
         """
         if now < self._next_renewal or not self.link.up:
             return
+        config = self.server.config
+        # Every third of the shortest lease, counting the sweep's period in (it runs this).
         since, self._next_renewal = self._renewed_at, now + max(
-            1.0, self.server.config.native_session_timeout_secs / 3)
+            0.0, min(config.native_session_timeout_secs, config.session_timeout) / 3
+            - config.session_check_millis / 1000.0)
         self._renewed_at = now
         for session in list(self.server.dispatcher.sessions.values()):
-            if (session.data.get(SHARED) and session.state is not SessionState.ENDED
-                    and (session.channels or session.last_active >= since)):
-                self._run(self.link.execute("PEXPIRE", self.key(session.id), self._lease_ms(session)))
+            if session.state is SessionState.ENDED:
+                continue
+            if session.data.get(SHARED):
+                if not (session.channels or session.last_active >= since):
+                    continue
+            elif session.format == P.FORMAT_JSON or not session.channels:
+                continue
+            renewed = self.link.execute("PEXPIRE", self.key(session.id), self._lease_ms(session))
+            self._run(renewed.addCallback(self._renewed, session))
+
+    def _renewed(self, found: Any, session: Session) -> None:
+        if int(found) or session.state is SessionState.ENDED or not session.channels:
+            return
+        self.log.info("session {id}: record lost (Redis restarted?): written again", id=session.id)
+        if session.data.get(SHARED):
+            self.save_native(session, only_absent=True)
+        else:
+            self.save(session, position=True, only_absent=True)
 
     def _native_subscriptions(self, session: Session) -> None:
         if (session.data.get(SHARED) and session.id not in self._syncing
                 and session.state is not SessionState.ENDED):
-            self.subscriptions_changed(session)
+            _pending(self._changes, session.id, self.subscriptions_changed(session))
+
+    def subscriptions_written(self, session_id: str) -> Deferred | None:
+        """Fires once the native session's last subscription change is stored and announced."""
+        return _after(self._changes.get(session_id))
 
     # -- writing records -------------------------------------------------------
 
@@ -228,8 +330,7 @@ class SharedSessions:
             "address": session.address, "user": session.user or "",
             "binding": _binding_text(session),
             "listening": "1" if session.listening else "0", "owner": self.node,
-            "subs": json.dumps([[s.sid, s.subject, s.label]
-                                for s in session.subscriptions.values()]),
+            "subs": _subs_text(session),
         }
         if position and session.position:
             fields["position"] = session.position
@@ -240,16 +341,20 @@ class SharedSessions:
         return self._write(session, {"position": session.position or ""}, only_present=True)
 
     def subscriptions_changed(self, session: Session) -> Deferred:
-        """Write the subscriptions and tell the other nodes holding the session."""
-        written = self._write(session, {"subs": json.dumps([[s.sid, s.subject, s.label]
-                                                            for s in session.subscriptions.values()])},
-                              only_present=True)
-        self._run(self.backplane.send_control(f"subs {session.id} {self.node}"))
-        return written
+        """Write the subscriptions and tell the other nodes holding the session.
+
+        The notice carries the subscriptions, so a node holding the session's
+        connection applies them as it reads the notice, before any event
+        published after this Deferred fired (its answer to the client).
+        """
+        subs = _subs_text(session)
+        written = self._write(session, {"subs": subs}, only_present=True)
+        told = self._run(self.backplane.send_control(f"subs {session.id} {self.node} {subs}"))
+        return gatherResults([written, told])
 
     def ended_write(self, session_id: str) -> Deferred | None:
         """The tombstone write of a session that just ended here, to wait on before answering."""
-        return self._ending.pop(session_id, None)
+        return _after(self._ending.get(session_id))
 
     def _write(self, session: Session, fields: dict[str, str], *, only_present: bool,
                replace: bool = False, only_absent: bool = False) -> Deferred:
@@ -271,20 +376,43 @@ class SharedSessions:
             self.server.dispatcher.end(local, EndReason.LEAVE)
         return True
 
-    def _passive(self, session_id: str, record: dict[str, str]) -> Session:
+    def _admit(self, record: dict[str, str], credentials: Credentials) -> Any:
+        """The identity of a request for a copy of ``record``, checked before the copy exists.
+
+        :class:`ForeignSession` (403) when the credentials are not the
+        session's (binding, user); the answer may be a Deferred.
+        """
+        self._check_binding(record, credentials)
+        return identify(self.server, record.get("user") or None, credentials)
+
+    def _check_binding(self, record: dict[str, str], credentials: Credentials) -> None:
+        """:class:`ForeignSession` unless ``credentials`` are those the record is bound to (if any)."""
+        if record.get("binding"):
+            check_fingerprint(self.server, bytes.fromhex(record["binding"]), credentials)
+
+    def _passive(self, session_id: str, record: dict[str, str],
+                 credentials: Credentials) -> Session | Deferred:
         """A copy for control requests: subscribed as the record says, not listening."""
         if self._ended_elsewhere(session_id, record):
             raise ClientError(P.INVALID_ID.format(id=session_id), 400)
         local = self.server.dispatcher.find(session_id)
-        if local is not None:
+        if local is not None:  # held here since the lookup began
             return local
         if not record:
             raise ClientError(P.INVALID_ID.format(id=session_id), 400)
-        session = self._make(session_id, record)
-        self._subscribe_as(session, record)
-        return session
 
-    def _take_over(self, session_id: str, record: dict[str, str]) -> Session | Deferred:
+        def made(identity: Identity | None) -> Session:
+            local = self.server.dispatcher.find(session_id)
+            if local is not None:  # made meanwhile by another request of the session
+                return local
+            session = self._make(session_id, record, identity)
+            self._subscribe_as(session, record)
+            return session
+
+        return then(self._admit(record, credentials), made)
+
+    def _take_over(self, session_id: str, record: dict[str, str],
+                   credentials: Credentials) -> Session | Deferred:
         server = self.server
         if self._ended_elsewhere(session_id, record):
             raise ClientError(P.INVALID_ID.format(id=session_id), 400)
@@ -294,9 +422,20 @@ class SharedSessions:
                 raise ClientError(P.INVALID_ID.format(id=session_id), 400)
             self.save(local, position=True, only_absent=True)  # Redis lost it: write it again
             return local
-        if local is not None and record.get("owner") == self.node and local.listening:
-            return local
-        session = local if local is not None else self._make(session_id, record)
+        if local is not None:
+            if record.get("owner") == self.node and local.listening:
+                return local
+            return self._rebuild(local, record)
+
+        def made(identity: Identity | None) -> Session | Deferred:
+            session = server.dispatcher.find(session_id)  # made meanwhile by another request?
+            return self._rebuild(session or self._make(session_id, record, identity), record)
+
+        return then(self._admit(record, credentials), made)
+
+    def _rebuild(self, session: Session, record: dict[str, str]) -> Session | Deferred:
+        """Make the local copy what the record says; queue what its client is owed after its position."""
+        server = self.server
         for channel in list(session.channels):
             channel.end(EndReason.LEAVE)  # a stale copy's channel: its client has moved on
         self._subscribe_as(session, record)
@@ -305,8 +444,9 @@ class SharedSessions:
         if record.get("listening") != "1":
             return session
         now = server.clock.seconds()
-        session.mode = record.get("mode") or P.MODE_PULL
-        session.state = SessionState.LISTENING
+        mode = record.get("mode") or P.MODE_PULL
+        server.dispatcher.listen(session, mode, now)  # present on ONLINE here too
+        session.mode = mode
         session.last_alive = session.last_active = now
         position = record.get("position")
         if not position:
@@ -337,7 +477,8 @@ class SharedSessions:
         session.position = position
         return session
 
-    def _make(self, session_id: str, record: dict[str, str]) -> Session:
+    def _make(self, session_id: str, record: dict[str, str], identity: Identity | None) -> Session:
+        """A local copy of ``record`` with the identity its request was given."""
         dispatcher = self.server.dispatcher
         session = dispatcher.join(self.server.clock.seconds(),
                                   format=record.get("format") or P.FORMAT_JS,
@@ -346,13 +487,15 @@ class SharedSessions:
                                   user=record.get("user") or None)
         session.mode = record.get("mode") or P.MODE_STREAM
         if record.get("binding"):
-            session.data[BINDING] = _binding_value(record["binding"])
+            session.data[BINDING] = bytes.fromhex(record["binding"])
+        if identity is not None:
+            session.data[IDENTITY] = identity
         return session
 
     def _subscribe_as(self, session: Session, record: dict[str, str]) -> None:
         """Make the session's subscriptions those of the record (sids kept)."""
         dispatcher = self.server.dispatcher
-        wanted = {sid: (subject, label) for sid, subject, label in json.loads(record.get("subs") or "[]")}
+        wanted = {sid: (subject, label) for sid, subject, label in _subscriptions(record)}
         self._syncing.add(session.id)  # not a change to write back
         try:
             for sid, subscription in list(session.subscriptions.items()):
@@ -385,13 +528,13 @@ class SharedSessions:
                 reason in (EndReason.LEAVE, EndReason.DISCONNECT) and not native):
             # A tombstone, not a deletion: a node still holding a copy must not take a
             # missing record for one Redis lost, and bring the session back.
-            self._ending[session.id] = self._write(session, {"ended": "1"}, only_present=False,
-                                                   replace=True)
+            _pending(self._ending, session.id, self._write(session, {"ended": "1"},
+                                                           only_present=False, replace=True))
             self._run(self.backplane.send_control(f"end {session.id} {self.node}"))
 
     def _control(self, message: str) -> None:
-        kind, _, rest = message.partition(" ")
-        session_id, _, node = rest.partition(" ")
+        """``end <id> <node>`` or ``subs <id> <node> [<subscriptions>]`` from a node (this one too)."""
+        kind, session_id, node, subs = [*message.split(" ", 3), "", "", ""][:4]
         if node == self.node:
             return
         local = self.server.dispatcher.find(session_id)
@@ -400,14 +543,21 @@ class SharedSessions:
         if kind == "end":
             self._quiet.add(session_id)
             self.server.dispatcher.end(local, EndReason.LEAVE)
-        elif kind == "subs":
+        elif kind == "subs" and subs:
+            self._resync(session_id, {"subs": subs})
+        elif kind == "subs":  # a notice without the subscriptions: read them from the record
             found = self.link.eval(LOOKUP, [self.key(session_id)], [self._lease_ms(local)])
             self._run(found.addCallback(lambda record: self._resync(session_id, _as_dict(record))))
 
     def _resync(self, session_id: str, record: dict[str, str]) -> None:
         local = self.server.dispatcher.find(session_id)
-        if local is not None and record:
+        if local is None or not record.get("subs"):
+            return
+        try:
             self._subscribe_as(local, record)
+        except Unreadable as e:
+            self.log.warn("session {id}: unreadable subscriptions ({error})", id=session_id,
+                          error=str(e)[:200])
 
     # -- helpers ---------------------------------------------------------------
 
@@ -429,11 +579,62 @@ def _binding_text(session: Session) -> str:
     return value.hex() if isinstance(value, bytes) else str(value or "")
 
 
-def _binding_value(text: str) -> bytes | str:
+def _subs_text(session: Session) -> str:
+    """The session's subscriptions as record text: ``[[sid, subject, label], ...]``."""
+    return json.dumps([[s.sid, s.subject, s.label] for s in session.subscriptions.values()])
+
+
+def _subscriptions(record: dict[str, str]) -> list[tuple[str, str, str | None]]:
+    """The subscriptions of a record (:func:`_subs_text`); :class:`Unreadable` if malformed."""
     try:
-        return bytes.fromhex(text)
+        items = json.loads(record.get("subs") or "[]")
     except ValueError:
-        return text
+        raise Unreadable("subs is not JSON") from None
+    if not isinstance(items, list) or not all(
+            isinstance(item, list) and len(item) == 3 and isinstance(item[0], str) and item[0]
+            and isinstance(item[1], str) and (item[2] is None or isinstance(item[2], str))
+            for item in items):
+        raise Unreadable("subs is not a list of [sid, subject, label]")
+    return [(sid, subject, label) for sid, subject, label in items]
+
+
+def _readable(record: dict[str, str]) -> dict[str, str]:
+    """``record`` when a node can make a session of it (or it is none, or a tombstone)."""
+    if not record or record.get("ended") == "1":
+        return record
+    if record.get("format") != P.FORMAT_JSON and record.get("format") not in CODECS:
+        raise Unreadable(f"unknown format {str(record.get('format'))[:40]!r}")
+    if record.get("mode", "") not in ("", *P.MODES):
+        raise Unreadable(f"unknown mode {record['mode'][:40]!r}")
+    if record.get("position") and parse_position(record["position"]) is None:
+        raise Unreadable("malformed position")
+    try:
+        bytes.fromhex(record.get("binding", ""))
+    except ValueError:
+        raise Unreadable("binding is not hex") from None
+    _subscriptions(record)
+    return record
+
+
+def _pending(writes: dict[str, Deferred], session_id: str, d: Deferred) -> None:
+    """Keep ``d`` in ``writes`` under ``session_id`` until it fires."""
+    writes[session_id] = d
+
+    def done(result: Any) -> Any:
+        if writes.get(session_id) is d:
+            del writes[session_id]
+        return result
+
+    d.addBoth(done)
+
+
+def _after(d: Deferred | None) -> Deferred | None:
+    """A new Deferred firing (with ``None``) when ``d`` does; ``None`` when there is nothing to wait for."""
+    if d is None:
+        return None
+    after: Deferred = Deferred()
+    d.addBoth(lambda result: (after.callback(None), result)[1])
+    return after
 
 
 def _as_dict(flat: list[str] | None) -> dict[str, str]:

@@ -177,32 +177,42 @@ def _fingerprint(value: str) -> bytes:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
 
 
-def restore_identity(server: PushServer, session: Session | None, credentials: Credentials) -> Any:
-    """A session copied from another node's record, with its user's claims again; ``None`` if refused.
+class ForeignSession(ClientError):
+    """The request's credentials are not those of the session it names (403)."""
 
-    Records keep the user, not the claims (a token's grants): the request's
-    own credentials are asked again, and must name the same user, else the
-    copy is dropped.  The answer may be a Deferred.
+    def __init__(self, reason: str = "credentials do not match this session") -> None:
+        super().__init__(reason, 403)
+
+
+def identify(server: PushServer, user: str | None, credentials: Credentials) -> Any:
+    """The :class:`Identity` of a request continuing a session of ``user`` copied from a record.
+
+    Records keep the user, not the claims (a token's grants): the authorizer
+    is asked again with the request's own credentials, which must name the
+    same user (else :class:`ForeignSession`).  Anonymous sessions have no
+    claims to restore (``None``).  The answer may be a Deferred.
     """
-    if session is None or session.user is None or IDENTITY in session.data:
-        return session
-
-    def check(identity: Identity) -> Session | None:
-        if identity.user != session.user:
-            raise ClientError("credentials do not match this session", 403)
-        session.data[IDENTITY] = identity
-        return session
-
-    def refused(reason: Any) -> None:
-        server.shared_sessions.drop(session)
+    if user is None:
         return None
+
+    def check(identity: Identity) -> Identity:
+        if identity.user != user:
+            raise ForeignSession()
+        return identity
+
+    def refused(reason: Failure) -> Failure:
+        if reason.check(ClientError) and not reason.check(ForeignSession):
+            return Failure(ForeignSession(reason.value.reason))
+        return reason
 
     try:
         answer = then(authorize_join(server, credentials), check)
+    except ForeignSession:
+        raise
     except ClientError as e:
-        return refused(e)
+        raise ForeignSession(e.reason) from None
     if isinstance(answer, Deferred):
-        return answer.addErrback(refused)
+        answer.addErrback(refused)
     return answer
 
 
@@ -225,14 +235,27 @@ def check_binding(server: PushServer, session: Session,
                   credentials: Callable[[], Credentials]) -> None:
     """Refuse (403) a request of a bound session that does not repeat its credentials."""
     expected = session.data.get(BINDING)
-    if expected is None:
-        return
+    if expected is not None:
+        check_fingerprint(server, expected, credentials())  # type: ignore[arg-type]
+
+
+def check_fingerprint(server: PushServer, expected: bytes, credentials: Credentials) -> None:
+    """Refuse (:class:`ForeignSession`) credentials whose binding is not ``expected``."""
     try:
-        value = binding(server, credentials())
+        value = binding(server, credentials)
     except ClientError as e:
-        raise ClientError(e.reason, 403) from None
-    if not value or not hmac.compare_digest(_fingerprint(value), expected):  # type: ignore[arg-type]
-        raise ClientError("credentials do not match this session", 403)
+        raise ForeignSession(e.reason) from None
+    if not value or not hmac.compare_digest(_fingerprint(value), expected):
+        raise ForeignSession()
+
+
+def fingerprint(server: PushServer, credentials: Credentials) -> bytes | None:
+    """What ``credentials`` would bind a session to (``None``: nothing, or ``bind`` refused them)."""
+    try:
+        value = binding(server, credentials)
+    except ClientError:
+        return None
+    return _fingerprint(value) if value else None
 
 
 def is_bound(session: Session) -> bool:

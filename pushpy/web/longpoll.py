@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.logger import Logger
 from twisted.web.error import UnsupportedMethod
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
@@ -29,7 +30,6 @@ from pushpy.web.authz import (
     refusal,
     request_credentials,
     respond,
-    restore_identity,
     then,
 )
 from pushpy.web.http import client_address, error_page, no_cache, request_params
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from pushpy.server import PushServer
 
 JSON_TYPE = b"application/json; charset=utf-8"
+log = Logger()
 
 
 class LongPollChannel(_Channel):
@@ -175,29 +176,30 @@ class SendResource(Resource):
         session = server.dispatcher.find(session_id)
         shared = server.shared_sessions
         if session is None and session_id and shared is not None:
-            # Another node's session (no sticky sessions): continue it here, same id and key.
+            # Another node's session (no sticky sessions): continue it here, same id and key,
+            # once the request passed the checks against its record (403 otherwise).
             credentials = request_credentials(request, params, "send")
-            copied = then(shared.native_session(session_id),
-                          lambda copy: restore_identity(server, copy, credentials))
-            served = then(copied, lambda copy: self._serve(request, params, copy, made=True))
-            return respond(request, served, lambda e: error_page(request, 500, "internal error"))
+            copied = shared.native_session(session_id, credentials, params.get("session_key"))
+            served = then(copied, lambda copy: self._serve(request, params, copy))
+
+            def refuse(error: BaseException) -> bytes:
+                if isinstance(error, ClientError):
+                    return error_page(request, error.status or 400, error.reason)
+                log.error("POST send of a session from its record failed: {error!r}", error=error)
+                return error_page(request, 500, "internal error")
+
+            return respond(request, served, refuse)
         return self._serve(request, params, session)
 
-    def _serve(self, request: Request, params: Mapping[str, str], session: Session | None, *,
-               made: bool = False) -> bytes | int:
+    def _serve(self, request: Request, params: Mapping[str, str], session: Session | None) -> bytes | int:
         server = self.push
         config = server.config
         try:
             if session is None or session.format != P.FORMAT_JSON:
                 raise ClientError(f"Invalid or expired session: {params.get('session', '')[:64]}", 404)
-            try:
-                if is_bound(session):
-                    check_binding(server, session, lambda: request_credentials(request, params, "send"))
-                check_session_key(session, params.get("session_key"))
-            except ClientError:
-                if made:
-                    server.shared_sessions.drop(session)  # a copy the request may not use
-                raise
+            if is_bound(session):
+                check_binding(server, session, lambda: request_credentials(request, params, "send"))
+            check_session_key(session, params.get("session_key"))
             request.content.seek(0, 2)
             if request.content.tell() > config.limit_request_bytes:
                 raise ClientError("Request too large", 413)

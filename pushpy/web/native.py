@@ -28,6 +28,7 @@ from pushpy.core.subjects import Subscription
 from pushpy.errors import ClientError
 from pushpy.presence import stamp_user
 from pushpy.web.authz import (
+    ForeignSession,
     adopt,
     ask,
     authorize_join,
@@ -36,7 +37,6 @@ from pushpy.web.authz import (
     is_bound,
     issue_session_key,
     refusal,
-    restore_identity,
     then,
 )
 from pushpy.web.queries import Queries
@@ -86,16 +86,17 @@ class NativeProtocol:
         session = server.dispatcher.find(session_id)
         shared = server.shared_sessions
         if session is None and session_id and shared is not None:
-            # Another node's session (behind a balancer): continue it here, same id and key.
-            copied = then(shared.native_session(session_id),
-                          lambda copy: restore_identity(server, copy, credentials))
+            # Another node's session (behind a balancer): continue it here, same id and key,
+            # once the request passed the checks below against its record.
+            copied = shared.native_session(session_id, credentials, params.get("session_key"))
+            copied.addErrback(_foreign_is_new)
             return then(copied, lambda copy: self._connect(
-                copy, params, credentials, last_event_id, address, user_agent, now, made=True))
+                copy, params, credentials, last_event_id, address, user_agent, now))
         return self._connect(session, params, credentials, last_event_id, address, user_agent, now)
 
     def _connect(self, session: Session | None, params: Mapping[str, str], credentials: Credentials,
-                 last_event_id: str | None, address: str, user_agent: str, now: float, *,
-                 made: bool = False) -> tuple[Session, str] | Deferred:
+                 last_event_id: str | None, address: str, user_agent: str,
+                 now: float) -> tuple[Session, str] | Deferred:
         server = self.server
         if session is not None and session.format != P.FORMAT_JSON:
             session = None  # never continue a Pushlet session here
@@ -103,16 +104,9 @@ class NativeProtocol:
             try:
                 check_binding(server, session, lambda: credentials)
             except ClientError:
-                if made:
-                    server.shared_sessions.drop(session)
                 session = None  # someone else's: knowing the id is not enough
         if session is not None:
-            try:
-                check_session_key(session, params.get("session_key"))
-            except ClientError:
-                if made:
-                    server.shared_sessions.drop(session)
-                raise
+            check_session_key(session, params.get("session_key"))
         token = params.get("last_event_id") or last_event_id
         if session is None:
             return then(authorize_join(server, credentials), lambda identity: self._start(
@@ -270,7 +264,9 @@ class NativeProtocol:
                 answer = self._publish(session, message)
             elif kind == "leave":
                 self.server.dispatcher.end(session, EndReason.LEAVE)
-                answer = {"op": "leave"}
+                shared = self.server.shared_sessions
+                answer = then(shared.ended_write(session.id) if shared is not None else None,
+                              lambda _: {"op": "leave"})
             elif kind == "history" or kind == "presence":
                 answer = self.queries.answer(session, message)
             elif kind == "hb":
@@ -293,16 +289,17 @@ class NativeProtocol:
             if session.state is SessionState.ENDED:
                 raise ClientError("session ended")
             subscription = self.server.dispatcher.subscribe(session, subject)
+            stored = self._stored(session)
             answer = {"op": "subscribe", "subject": subject}
             token = message.get("last_event_id")
             if isinstance(token, str) and token:
                 resumed = self.resume(session, token, [subscription], self.server.clock.seconds())
-                return then(resumed, lambda _: answer)
-            return answer
+                return then(resumed, lambda _: then(stored, lambda _: answer))
+            return then(stored, lambda _: answer)
 
         return then(ask(self.server.authorizer.subscribe, session, subject), subscribe)
 
-    def _unsubscribe(self, session: Session, message: Mapping[str, Any]) -> dict[str, Any]:
+    def _unsubscribe(self, session: Session, message: Mapping[str, Any]) -> Any:
         subject = message.get("subject")
         dispatcher = self.server.dispatcher
         if subject is None:
@@ -313,7 +310,13 @@ class NativeProtocol:
                 raise ClientError(f"not subscribed to {str(subject)[:80]}")
             for sid in sids:
                 dispatcher.unsubscribe(session, sid)
-        return {"op": "unsubscribe", "subject": subject}
+        return then(self._stored(session), lambda _: {"op": "unsubscribe", "subject": subject})
+
+    def _stored(self, session: Session) -> Deferred | None:
+        """The session's last subscription change, stored and told to every node (Redis), to
+        answer after: an event published once the client has the answer follows the change."""
+        shared = self.server.shared_sessions
+        return shared.subscriptions_written(session.id) if shared is not None else None
 
     def _publish(self, session: Session, message: Mapping[str, Any]) -> Any:
         """Publish on a subject, to one session (``to``) or to every session of a user (``user``).
@@ -372,6 +375,12 @@ class NativeProtocol:
 
         return then(ask(server.authorizer.publish, session, USER_PREFIX + user),
                     lambda _: server.is_online(user).addCallback(to_user))
+
+
+def _foreign_is_new(reason: Failure) -> None:
+    """A session bound to someone else's credentials is not continued: the client gets a new one."""
+    reason.trap(ForeignSession)
+    return None
 
 
 def _by_offset(recovered: list[Delivery], kept: list[Delivery]) -> list[Delivery]:

@@ -32,7 +32,6 @@ from pushpy.web.authz import (
     refusal,
     request_credentials,
     respond,
-    restore_identity,
     then,
 )
 from pushpy.web.http import client_address, error_page, no_cache, request_params, streaming
@@ -89,26 +88,24 @@ class PushletResource(Resource):
             shared = server.shared_sessions
             if shared is None:
                 session = server.dispatcher.require(params.get(P.P_ID))
-            else:  # any node may serve it: its state is in Redis
-                found = shared.session_for(params.get(P.P_ID), data=name in P.DATA_CHANNEL_EVENTS)
-                if isinstance(found, Deferred):  # made from its record: its user's claims asked again
-                    credentials = request_credentials(request, params, "pushlet")
-                    restored = then(found, lambda s: restore_identity(server, s, credentials))
-                    later = then(restored, lambda s: self._serve(request, s, params, name,
-                                                                 server.clock.seconds()))
+            else:  # any node may serve it: its state is in Redis (checked against the request first)
+                found = shared.session_for(
+                    params.get(P.P_ID), data=name in P.DATA_CHANNEL_EVENTS,
+                    credentials=lambda: request_credentials(request, params, "pushlet"))
+                if isinstance(found, Deferred):
+                    later = found.addCallback(lambda s: self._serve(request, s, params, name,
+                                                                    server.clock.seconds()))
                     return respond(request, later, lambda e: self._refuse(request, None, e))
                 session = found
             return self._serve(request, session, params, name, now)
         except ClientError as e:
             return self._refuse(request, session, e)
 
-    def _serve(self, request: Request, session: Session | None, params: Params, name: str,
+    def _serve(self, request: Request, session: Session, params: Params, name: str,
                now: float) -> bytes | int:
         """Run the handler of a request of a live session (after its authorization)."""
         server = self.push
         config = server.config
-        if session is None:  # a copy whose credentials named another user
-            return self._refuse(request, None, ClientError("credentials do not match this session", 403))
         try:
             if session.format not in CODECS:  # a native session's id: not one of ours
                 raise ClientError(P.INVALID_ID.format(id=session.id), 400)

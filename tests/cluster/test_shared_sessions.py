@@ -1,0 +1,75 @@
+"""Shared session records in one process against real Redis: what no real-process test can time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import pytest_twisted
+from cluster_support import REDIS_URL, unique_prefix
+from redis_keys import delete_prefix, redis
+from twisted.internet import reactor
+from twisted.internet.defer import CancelledError, Deferred
+
+from pushpy.cluster.redis_backplane import RedisBackplane
+from pushpy.config import Config
+from pushpy.server import PushServer
+from pushpy.web.authz import session_key_digest
+from pushpy.web.native import NativeProtocol
+
+
+def sleep(seconds: float) -> Deferred:
+    d: Deferred = Deferred()
+    reactor.callLater(seconds, d.callback, None)
+    return d
+
+
+async def answer(value: Any) -> Any:
+    """``value``, or its result when it is a Deferred."""
+    return await value if isinstance(value, Deferred) else value
+
+
+@pytest.fixture
+def server():
+    prefix = unique_prefix()
+    backplane = RedisBackplane(REDIS_URL, reactor=reactor, prefix=prefix)
+    push = PushServer(Config(), reactor=reactor, backplane=backplane)
+    yield push
+    push.dispatcher.shutdown()
+    backplane.stop()
+    delete_prefix(prefix)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_connect_whose_client_left_during_the_record_lookup_makes_no_session(server):
+    """Cancelled (the client went away) while the record of another node's session is read: no new
+    session is made in its place (it would be nobody's, and show its user online)."""
+    await server.backplane.start()
+    redis("HSET", f"{server.backplane.prefix}:session:elsewhere", "format", "json", "subs", "[]",
+          "key", session_key_digest("k"))
+    connecting = NativeProtocol(server).connect(
+        {"session": "elsewhere", "session_key": "k"}, last_event_id=None, address="127.0.0.1",
+        user_agent="test", now=reactor.seconds())
+    assert isinstance(connecting, Deferred)
+    connecting.cancel()
+    with pytest.raises(CancelledError):
+        await connecting
+    await sleep(0.1)  # the lookup's answer arrives meanwhile
+    assert server.dispatcher.sessions == {}
+
+
+@pytest_twisted.ensureDeferred
+async def test_record_writes_are_not_kept_once_done(server):
+    """Tombstones and subscription changes are waited on by answers, then forgotten (no leak)."""
+    await server.backplane.start()
+    native = NativeProtocol(server)
+    shared = server.shared_sessions
+    for _ in range(3):
+        session, _ = await answer(native.connect({"subject": "/w"}, last_event_id=None,
+                                                 address="127.0.0.1", user_agent="test",
+                                                 now=reactor.seconds()))
+        for message in ({"type": "subscribe", "subject": "/v"}, {"type": "leave"}):
+            reply = await answer(native.handle(session, message, reactor.seconds()))
+            assert reply["type"] == "ack", reply
+    assert shared._ending == {} and shared._changes == {}
+
