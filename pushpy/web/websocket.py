@@ -26,7 +26,7 @@ from pushpy.core.sessions import EndReason, Session, SessionState
 from pushpy.errors import ClientError
 from pushpy.web.authz import refusal, settle
 from pushpy.web.http import send_now
-from pushpy.web.native import NativeProtocol, announce
+from pushpy.web.native import ANNOUNCE, NativeProtocol, announce
 from pushpy.web.origins import OriginPolicy
 from pushpy.web.pushlet_channels import ProducingChannel
 from pushpy.wire.native import dumps, event_json, event_ws_frame, parse_message, ws_text_frame
@@ -239,8 +239,10 @@ class PushpyWebSocket(WebSocketServerProtocol):
         server: PushServer = self.factory.push
         early, self.early = self.early, None
         if self.state == self.STATE_CLOSED:
-            # Gone while the authorizer thought (only new sessions wait): nobody has the session.
-            server.dispatcher.end(session, EndReason.LEAVE)
+            # Gone while connecting (the authorizer thought, or Redis answered a resume): a session
+            # made for this connection is nobody's; a continued one lives on (its lease runs).
+            if ANNOUNCE in session.data:
+                server.dispatcher.end(session, EndReason.LEAVE)
             return
         self.channel = WebSocketChannel(server, self, session)
         transport = self.transport

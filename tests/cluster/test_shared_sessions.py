@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import pytest_twisted
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
 from cluster_support import REDIS_URL, unique_prefix
 from redis_keys import delete_prefix, redis
 from twisted.internet import reactor
@@ -13,9 +15,11 @@ from twisted.internet.defer import CancelledError, Deferred
 
 from pushpy.cluster.redis_backplane import RedisBackplane
 from pushpy.config import Config
+from pushpy.core.history import Recovery
 from pushpy.server import PushServer
 from pushpy.web.authz import session_key_digest
 from pushpy.web.native import NativeProtocol
+from pushpy.web.site import build_site
 
 
 def sleep(seconds: float) -> Deferred:
@@ -73,3 +77,47 @@ async def test_record_writes_are_not_kept_once_done(server):
             assert reply["type"] == "ack", reply
     assert shared._ending == {} and shared._changes == {}
 
+
+class _Client(WebSocketClientProtocol):
+    def onOpen(self) -> None:
+        self.factory.opened.callback(self)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_websocket_gone_while_continuing_another_nodes_session_leaves_it_alive(server):
+    """A WebSocket continuing a session from its record, gone while the resume waits on Redis: the
+    session is not ended (before, it was ended with ``leave``: tombstoned, on every node)."""
+    server.startService()
+    port = reactor.listenTCP(0, build_site(server), interface="127.0.0.1")
+    try:
+        await server.backplane.start()
+        record = f"{server.backplane.prefix}:session:elsewhere"
+        redis("HSET", record, "format", "json", "subs", "[]", "key", session_key_digest("k"))
+        resuming: Deferred = Deferred()
+        asked: list[bool] = []
+
+        def since(*args: Any) -> Deferred:
+            asked.append(True)
+            return resuming  # Redis answers the resume later
+
+        server.backplane.since = since
+        url = f"ws://127.0.0.1:{port.getHost().port}/pushlet/ws?" + urlencode(
+            {"session": "elsewhere", "session_key": "k", "last_event_id": "old:0"})
+        factory = WebSocketClientFactory(url)
+        factory.protocol = _Client
+        factory.opened = Deferred()
+        connectWS(factory)
+        client = await factory.opened
+        while not asked:
+            await sleep(0.02)
+        client.transport.abortConnection()  # the client is gone before the session is resumed
+        await sleep(0.3)
+        resuming.callback(Recovery())
+        await sleep(0.3)
+        assert redis("HGET", record, "ended") is None  # not tombstoned
+        assert server.dispatcher.find("elsewhere") is not None  # the copy lives until its lease ends
+    finally:
+        await port.stopListening()
+        stopped = server.stopService()
+        if stopped is not None:
+            await stopped
