@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pushpy import protocol as P
 from pushpy.core.sessions import Session, SessionState
+from pushpy.heap import gc_stats
 
 if TYPE_CHECKING:
     from pushpy.server import PushServer
@@ -153,6 +154,7 @@ def snapshot(server: PushServer, now: float | None = None) -> dict[str, Any]:
         "queues": {"queued": queued, "overflows": getattr(stats, "overflows", 0)},
         "history": history_stats(server),
         "backplane": backplane_stats(server),
+        "gc": gc_stats(),
         "errors": {"by_kind": dict(counters.errors), "recent": list(counters.recent_errors)},
         "dashboard": {"subject": server.config.stats_subject,
                       "interval": server.config.stats_interval_secs},
