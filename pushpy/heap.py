@@ -3,8 +3,8 @@
 CPython's full collections walk every tracked object.  Most of a server's
 objects are made at startup (modules, Twisted, autobahn, the web resources)
 and live for ever, so a full collection in the middle of a fan-out pauses
-every connection for tens of milliseconds (50-80 ms measured in the bench's
-latency run), which is what sets the p99 latency.  :func:`freeze_startup_heap`
+every connection for tens of milliseconds (45-79 ms measured in the bench's
+server; 13-24 ms once frozen; bench/RESULTS.md).  :func:`freeze_startup_heap`
 collects once, then moves every object alive into the permanent generation
 (:func:`gc.freeze`): later collections only look at what was made since.
 
