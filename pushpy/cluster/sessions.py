@@ -19,7 +19,9 @@ request.  Events are never copied per session: the shared log is the queue.
   again, and filled from the log after the record's position (merged with live
   events arriving meanwhile, without repeats); ``recovered: false`` becomes a
   ``nack`` (Pushlet) or ``gap`` (native) notice.
-- Each refresh response stores the new position before its bytes are written.
+- Each refresh response stores the new position before its bytes are written;
+  when its client left meanwhile, the position is put back and the events
+  queued again (:meth:`SharedSessions.not_written`).
 
 **Native sessions** (format ``json``) have a record too, written when they
 start: user, binding, the digest of their session key, subscriptions.  Their
@@ -81,6 +83,16 @@ if ARGV[2] == '2' then redis.call('DEL', KEYS[1]) end
 if ARGV[2] == '3' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+""")
+
+
+#: KEYS: record; ARGV: node, position stored, position to put back.  Only while the
+#: record still holds the stored position and this node as owner.
+PUT_BACK = Script("""
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[1], 'position') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'position', ARGV[3])
 return 1
 """)
 
@@ -238,6 +250,21 @@ class SharedSessions:
     def save_position(self, session: Session) -> Deferred:
         """Store that the client of ``session`` has everything up to ``session.position``."""
         return self._write(session, {"position": session.position or ""}, only_present=True)
+
+    def not_written(self, session: Session, items: list[Any], previous: str | None,
+                    stored: str) -> None:
+        """A response that stored ``stored`` as the position was never written (its client left).
+
+        Its events are the client's again: back in the local queue (before
+        newer ones) and, if the record still holds ``stored`` with this node
+        as owner, the record's position goes back to ``previous`` (a
+        compare-and-set: a node that claimed the session since is left alone).
+        """
+        session.give_back(items)
+        if session.position == stored:
+            session.position = previous
+        if previous:
+            self._run(self.link.eval(PUT_BACK, [self.key(session.id)], [self.node, stored, previous]))
 
     def subscriptions_changed(self, session: Session) -> Deferred:
         """Write the subscriptions and tell the other nodes holding the session."""

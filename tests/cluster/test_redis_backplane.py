@@ -10,8 +10,7 @@ from collections.abc import Callable
 
 import pytest
 import pytest_twisted
-from cluster_support import REDIS_URL, RedisServer, unique_prefix
-from redis_keys import delete_prefix
+from cluster_support import REDIS_URL, RedisServer
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
@@ -35,27 +34,6 @@ async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
 
 def data(subject: str, n: int) -> Event:
     return Event({"p_event": "data", "p_subject": subject, "n": str(n)})
-
-
-@pytest.fixture
-def prefix():
-    name = unique_prefix()
-    yield name
-    delete_prefix(name)
-
-
-@pytest.fixture
-def make(prefix):
-    made: list[RedisBackplane] = []
-
-    def factory(url: str = REDIS_URL, **options) -> RedisBackplane:
-        backplane = RedisBackplane(url, reactor=reactor, prefix=prefix, **options)
-        made.append(backplane)
-        return backplane
-
-    yield factory
-    for backplane in made:
-        backplane.stop()
 
 
 @pytest_twisted.ensureDeferred
