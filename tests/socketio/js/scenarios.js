@@ -134,6 +134,29 @@ const scenarios = {
     return r;
   },
 
+  // Against a round-robin balancer over several `twistd pushpy` nodes (built-in events only).
+  async cluster() {
+    const r = {};
+    const s = await connected(open("", { transports: ["polling"] }));
+    r.sid = s.io.engine.id;
+    r.subscribed = await s.emitWithAck("subscribe", "/chat/cluster");
+    const t = await connected(open("", { transports: ["polling"] }));
+    const said = once(s, "said");
+    r.published = await t.emitWithAck("publish", "/chat/cluster", "said", { text: "hi" }, Buffer.from([0, 1, 255]));
+    const got = await said;
+    r.said = [got[0], Array.from(got[1])];
+    // Default transports: the upgrade probe may land on a node that does not hold the session
+    // (refused: the client keeps polling) or on the one that does (upgraded).
+    const d = await connected(open("", {}));
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    r.defaultTransport = d.io.engine.transport.name;
+    const heard = once(d, "said");
+    r.defaultSubscribed = await d.emitWithAck("subscribe", "/chat/cluster");
+    await t.emitWithAck("publish", "/chat/cluster", "said", "to both");
+    r.defaultHeard = await heard;
+    return r;
+  },
+
   async cross() {
     const r = { sse: [] };
     const stream = await new Promise((resolve, reject) => {
