@@ -12,7 +12,9 @@ the wrong node, and nodes killed during a relayed poll).
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -23,7 +25,7 @@ from typing import Any
 import pytest
 import socketio
 import websocket
-from cluster_support import Node, RoundRobinProxy, http, publish, wait_until
+from cluster_support import Node, RoundRobinProxy, http, publish, running_cluster, wait_until
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "socketio"))
 from sio_support import ensure_js, scenario  # noqa: E402
@@ -143,6 +145,40 @@ def test_node_client_through_the_balancer(cluster, balancer):
     served = [entry for entry in balancer.served if f"sid={r['sid']}" in entry[1]]
     assert len({port for _, _, port, _ in served}) == 3
     assert all(status == 200 for _, _, _, status in served), served
+
+
+@pytest.fixture
+def recovering(tmp_path: Path) -> Iterator[list[Node]]:
+    """Three nodes with connection state recovery (``socketio.recovery=true``)."""
+    with running_cluster(tmp_path, settings={"socketio.recovery": "true"}) as nodes:
+        yield nodes
+
+
+def test_node_client_recovers_its_session_on_another_node_after_a_kill(recovering):
+    proxy = RoundRobinProxy(lambda: [node.port for node in recovering])
+    node_bin = shutil.which("node")
+    assert node_bin, "node (20) is needed"
+    js = ensure_js()
+    client = subprocess.Popen([node_bin, str(js / "scenarios.js"), "clusterRecover", proxy.origin],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=js)
+    try:
+        ready = client.stdout.readline().split()
+        assert ready[:1] == ["ready"], ready
+        home = owner(recovering, ready[1])
+        home.kill()
+        live = [node for node in recovering if node is not home]
+        for n in ("1", "2", "3"):  # missed: the client learns of the kill about a second later
+            publish(live[0].port, "/chat/crec", n=n)
+        out, err = client.communicate(timeout=60)
+    finally:
+        if client.poll() is None:
+            client.kill()
+        proxy.close()
+    assert client.returncode == 0, (out, err)
+    r = json.loads(out.strip().splitlines()[-1])
+    assert r["recovered"] is True and r["sameId"] is True, (r, err)
+    assert r["seen"] == ["0", "1", "2", "3", "4"]
+    assert owner(live, r["engine"]) in live
 
 
 # -- raw Engine.IO requests -------------------------------------------------------
