@@ -173,10 +173,14 @@ def history_stats(server: PushServer) -> dict[str, Any]:
 
 
 def backplane_stats(server: PushServer) -> dict[str, Any]:
-    """The backplane's kind, whether it is up, and its epoch."""
+    """The backplane's kind, whether it is up, its epoch, and this node's id (Redis)."""
     backplane = server.backplane
-    return {"kind": type(backplane).__name__, "up": bool(getattr(backplane, "connected", True)),
-            "state": getattr(backplane, "state", "up"), "epoch": getattr(backplane, "epoch", None)}
+    out = {"kind": type(backplane).__name__, "up": bool(getattr(backplane, "connected", True)),
+           "state": getattr(backplane, "state", "up"), "epoch": getattr(backplane, "epoch", None)}
+    node = getattr(backplane, "node", None)
+    if node is not None:
+        out["node"] = node
+    return out
 
 
 class PushpyCollector:

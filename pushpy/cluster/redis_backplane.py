@@ -23,6 +23,10 @@ Redis (one script) which of them it stored, completes those with their offset
 and sends only the others again, in order, so none is stored twice.  When it cannot
 be sure (the epoch changed, the log was trimmed past that offset) it tells its
 gap listeners, which warn every local session.  See ``docs/scaling.md``.
+
+Besides the events, nodes talk on pub/sub: the control channel (session
+notices, to every node) and one direct channel per node (:meth:`RedisBackplane.send_direct`,
+used to relay Engine.IO polls to the node holding the session: :mod:`pushpy.web.eiorelay`).
 """
 
 from __future__ import annotations
@@ -186,6 +190,10 @@ class RedisBackplane:
         #: This process's id among the nodes (presence members, session owners).
         self.node = secrets.token_hex(6)
         self.presence_store = RedisPresence(self.link, prefix, self.node, node_ttl)
+        #: This node's own channel: what other nodes send to it alone (:meth:`send_direct`).
+        self.direct_channel = self.direct_channel_of(self.node)
+        #: Handlers of direct messages by kind, called with the message's text.
+        self.direct_handlers: dict[str, Callable[[str], object]] = {}
         #: Called with (subject, user) when a dead node's user is now absent from subject.
         self.departure_listeners: list[Callable[[str, str], object]] = []
         #: Called when this node's presence members may have been removed (reaped, Redis lost).
@@ -400,13 +408,37 @@ class RedisBackplane:
         """Publish a control message to every node (fails while Redis is unreachable)."""
         return self.link.execute("PUBLISH", self.control_channel, message)
 
+    def direct_channel_of(self, node: str) -> str:
+        return f"{self.prefix}:direct:{node}"
+
+    def send_direct(self, node: str, kind: str, message: str) -> Deferred:
+        """Send ``message`` to node ``node`` alone (its ``kind`` handler gets it).
+
+        Fires with the number of nodes that got it: 0 when that node is gone
+        (or not subscribed right now); fails while Redis is unreachable.
+        """
+        return self.link.execute("PUBLISH", self.direct_channel_of(node), f"{kind} {message}")
+
+    def listening(self, nodes: list[str]) -> Deferred:
+        """Which of ``nodes`` are subscribed to their direct channel now: ``{node: bool}``."""
+        d = self.link.execute("PUBSUB", "NUMSUB", *[self.direct_channel_of(n) for n in nodes])
+
+        def found(flat: list[Any]) -> dict[str, bool]:
+            counts = dict(zip(flat[::2], flat[1::2], strict=False))
+            return {node: int(counts.get(self.direct_channel_of(node), 0)) > 0 for node in nodes}
+
+        return d.addCallback(found)
+
     def _message(self, channel: str, message: str) -> None:
         if channel == self.control_channel:
             for listener in list(self.control_listeners):
-                try:
-                    listener(message)
-                except Exception:
-                    self.log.failure("control listener failed")
+                self._hand(listener, message)
+            return
+        if channel == self.direct_channel:
+            kind, _, text = message.partition(" ")
+            handler = self.direct_handlers.get(kind)
+            if handler is not None:
+                self._hand(handler, text)
             return
         if channel != self.channel:
             return
@@ -416,6 +448,12 @@ class RedisBackplane:
             self._pending.append((epoch, message))
             return
         self._deliver(epoch, int(offset_text), payload)
+
+    def _hand(self, listener: Callable[[str], object], message: str) -> None:
+        try:
+            listener(message)
+        except Exception:
+            self.log.failure("backplane message listener failed")
 
     def _deliver(self, epoch: str, offset: int, payload: str) -> None:
         if offset:
@@ -458,7 +496,7 @@ class RedisBackplane:
             self._heartbeat.clock = self.reactor
             self._heartbeat.start(self.presence_store.node_ttl / 3, now=False)
         self._beat()
-        d = link.subscriber.subscribe([self.channel, self.control_channel])
+        d = link.subscriber.subscribe([self.channel, self.control_channel, self.direct_channel])
         d.addCallback(lambda _: link.eval(ENSURE, self.keys, [self._new_epoch()]))
         d.addCallback(self._catch_up)
         d.addCallbacks(self._caught_up, self._catch_up_failed)

@@ -40,6 +40,7 @@ expires with its local lease.  See ``docs/scaling.md``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -160,8 +161,8 @@ class SharedSessions:
 
     # -- native sessions ---------------------------------------------------------
 
-    def save_native(self, session: Session) -> Deferred:
-        """Write the record of a new native session (key digest, user, binding, subscriptions)."""
+    def save_native(self, session: Session, extra: dict[str, str] | None = None) -> Deferred:
+        """Write the record of a new native session (key digest, user, binding, subscriptions, ``extra``)."""
         session.data[SHARED] = True
         fields = {
             "format": session.format, "mode": session.mode, "agent": session.user_agent,
@@ -169,15 +170,19 @@ class SharedSessions:
             "binding": _binding_text(session),
             "key": str(session.data.get(SESSION_KEY, "")), "owner": self.node,
             "subs": json.dumps([[s.sid, s.subject, s.label] for s in session.subscriptions.values()]),
+            **(extra or {}),
         }
         return self._write(session, fields, only_present=False)
 
-    def native_session(self, session_id: str) -> Deferred:
+    def native_session(self, session_id: str,
+                       accept: Callable[[dict[str, str]], bool] | None = None) -> Deferred:
         """A local copy of the native session ``session_id`` from its record; ``None`` when there is none.
 
         The copy is subscribed as the record says and listening; its key
         digest and binding are the record's, for the caller to check.  While
         Redis is unreachable the answer is ``None`` (the client gets a new session).
+        ``accept``: asked about the record before a copy is made (``False``: no copy).
+        A session this node holds already is the answer as it is.
         """
         if not self.link.up:
             return succeed(None)
@@ -189,6 +194,8 @@ class SharedSessions:
             if local is not None:
                 return local if local.format == P.FORMAT_JSON else None
             if record.get("format") != P.FORMAT_JSON or record.get("ended") == "1":
+                return None
+            if accept is not None and not accept(record):
                 return None
             session = self._make(session_id, record)
             if record.get("key"):
@@ -410,11 +417,18 @@ class SharedSessions:
         native = session.format == P.FORMAT_JSON
         if (reason is EndReason.LEAVE and session.data.get(SHARED)) or (
                 reason in (EndReason.LEAVE, EndReason.DISCONNECT) and not native):
-            # A tombstone, not a deletion: a node still holding a copy must not take a
-            # missing record for one Redis lost, and bring the session back.
-            self._ending[session.id] = self._write(session, {"ended": "1"}, only_present=False,
-                                                   replace=True)
-            self._run(self.backplane.send_control(f"end {session.id} {self.node}"))
+            self.end_everywhere(session)
+
+    def end_everywhere(self, session: Session) -> None:
+        """Tombstone the record of a session that ended here, and end its copies on other nodes."""
+        # A tombstone, not a deletion: a node still holding a copy must not take a
+        # missing record for one Redis lost, and bring the session back.
+        self._ending[session.id] = self._write(session, {"ended": "1"}, only_present=False, replace=True)
+        self._run(self.backplane.send_control(f"end {session.id} {self.node}"))
+
+    def moved_here(self, session: Session) -> None:
+        """The session continues on this node: the other nodes end their copies (records untouched)."""
+        self._run(self.backplane.send_control(f"end {session.id} {self.node}"))
 
     def _control(self, message: str) -> None:
         kind, _, rest = message.partition(" ")

@@ -27,7 +27,7 @@ from pushpy.core.history import owner_keys, parse_position
 from pushpy.core.sessions import EndReason, Session, SessionState
 from pushpy.errors import ClientError
 from pushpy.socketio import NAMESPACE, ROOMS
-from pushpy.web.authz import adopt, authorize_join, check_binding, then
+from pushpy.web.authz import adopt, authorize_join, check_binding, restore_identity, then
 from pushpy.web.engineio import SHUTTING_DOWN, EngineSession, frames
 from pushpy.web.native import _by_offset
 from pushpy.web.websocket import _cookies
@@ -282,12 +282,32 @@ class Connection:
         if not (app.recovery and isinstance(pid, str) and isinstance(offset, str)):
             return None
         session = app.server.dispatcher.find(app.pids.get(pid))
-        if session is None or session.data.get(NAMESPACE) != nsp:
+        if session is None:
+            recalled = app.recall(pid)  # held by another node (behind a balancer), or by a dead one
+            if recalled is None:
+                return None
+            restored = recalled.addCallback(lambda copy: restore_identity(app.server, copy, credentials))
+            return restored.addCallback(lambda copy: copy and self._resume(copy, nsp, offset, credentials,
+                                                                           moved=True))
+        return self._resume(session, nsp, offset, credentials, moved=False)
+
+    def _resume(self, session: Session, nsp: str, offset: str, credentials: Credentials, *,
+                moved: bool) -> Any:
+        """The session of a recovery id, with what its client missed (``moved``: copied from its record)."""
+        app = self.app
+        shared = app.server.shared_sessions
+        if session.data.get(NAMESPACE) != nsp:
+            if moved:
+                shared.drop(session)
             return None
         try:
             check_binding(app.server, session, lambda: credentials)
         except ClientError:
+            if moved:
+                shared.drop(session)
             return None
+        if moved:
+            shared.moved_here(session)
         parsed = parse_position(offset)
         if parsed is None or parsed[0] != app.server.backplane.epoch:
             return self._unrecoverable(session)
@@ -368,6 +388,12 @@ class Connection:
             app.connected(socket)
             session.attach(socket)
 
+        def recorded(allowed: Any) -> Any:
+            # With the Redis backplane, the record another node recovers the socket from, written first.
+            if allowed is False or self.closed or session.state is SessionState.ENDED:
+                return allowed
+            return then(app.share(session), lambda _: allowed)
+
         def refused(reason: Failure) -> Failure:
             if session.state is not SessionState.ENDED:
                 app.server.dispatcher.end(session, EndReason.LEAVE)
@@ -380,7 +406,7 @@ class Connection:
             raise
         if isinstance(result, Deferred):
             result.addErrback(refused)
-        return then(result, answer)
+        return then(then(result, recorded), answer)
 
 
 def socketio_resource(server: Any) -> Any:

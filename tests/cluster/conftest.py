@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cluster_support import REDIS_URL, Node, unique_prefix  # noqa: E402
+from cluster_support import REDIS_URL, Node, running_cluster, unique_prefix  # noqa: E402
 from redis_keys import delete_prefix  # noqa: E402
 
 
@@ -45,13 +45,5 @@ def make(prefix: str) -> Iterator[Any]:
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[list[Node]]:
     """Three nodes of one cluster (a fresh key prefix) on the shared Redis."""
-    prefix = unique_prefix()
-    nodes = [Node(tmp_path, prefix) for _ in range(3)]
-    try:
-        for node in nodes:
-            node.wait()
+    with running_cluster(tmp_path) as nodes:
         yield nodes
-    finally:
-        for node in nodes:
-            node.stop()
-        delete_prefix(prefix)  # this test's keys, never anything else
