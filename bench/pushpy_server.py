@@ -131,6 +131,12 @@ def main() -> None:
     if hasattr(server, "socketio"):  # the Socket.IO endpoint (the pushpy-socketio target)
         site.resource.putChild(b"publish", SocketIOPublish(socketio_app(server)))
     server.startService()
+    try:  # as twistd pushpy does (gc.freeze); revisions before it have no pushpy.heap
+        from pushpy.heap import freeze_startup_heap
+    except ImportError:
+        pass
+    else:
+        reactor.callWhenRunning(freeze_startup_heap)
     if args.adopt_fd is not None:
         import socket
 

@@ -169,6 +169,9 @@ class Config:
     stats_subject: str = "/pushpy/stats"
     #: At shutdown, seconds to wait for clients to receive their close before dropping them.
     shutdown_timeout_secs: float = 5.0
+    #: ``twistd pushpy``: once started, exempt the startup heap from garbage collection
+    #: (:mod:`pushpy.heap`), so full collections stay short.
+    gc_freeze: bool = True
 
     def __post_init__(self) -> None:
         # User-Agents are compared lowercased (spec 7.5), so the entries are too.

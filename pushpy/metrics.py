@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pushpy import protocol as P
 from pushpy.core.sessions import Session, SessionState
+from pushpy.heap import gc_stats
 
 if TYPE_CHECKING:
     from pushpy.server import PushServer
@@ -153,6 +154,7 @@ def snapshot(server: PushServer, now: float | None = None) -> dict[str, Any]:
         "queues": {"queued": queued, "overflows": getattr(stats, "overflows", 0)},
         "history": history_stats(server),
         "backplane": backplane_stats(server),
+        "gc": gc_stats(),
         "errors": {"by_kind": dict(counters.errors), "recent": list(counters.recent_errors)},
         "dashboard": {"subject": server.config.stats_subject,
                       "interval": server.config.stats_interval_secs},
@@ -171,10 +173,14 @@ def history_stats(server: PushServer) -> dict[str, Any]:
 
 
 def backplane_stats(server: PushServer) -> dict[str, Any]:
-    """The backplane's kind, whether it is up, and its epoch."""
+    """The backplane's kind, whether it is up, its epoch, and this node's id (Redis)."""
     backplane = server.backplane
-    return {"kind": type(backplane).__name__, "up": bool(getattr(backplane, "connected", True)),
-            "state": getattr(backplane, "state", "up"), "epoch": getattr(backplane, "epoch", None)}
+    out = {"kind": type(backplane).__name__, "up": bool(getattr(backplane, "connected", True)),
+           "state": getattr(backplane, "state", "up"), "epoch": getattr(backplane, "epoch", None)}
+    node = getattr(backplane, "node", None)
+    if node is not None:
+        out["node"] = node
+    return out
 
 
 class PushpyCollector:

@@ -22,6 +22,7 @@ Handlers may return values, Deferreds or coroutines.  See ``docs/socketio.md``.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import itertools
 import secrets
@@ -40,6 +41,7 @@ from pushpy.web.authz import ask, then
 from pushpy.wire import socketio as S
 
 if TYPE_CHECKING:
+    from pushpy.auth import Credentials
     from pushpy.server import PushServer
     from pushpy.web.engineio import EngineSession
     from pushpy.web.socketio import Socket
@@ -222,11 +224,50 @@ class SocketIO:
             session, subject)
 
     def pid_of(self, session: Session) -> str:
+        """The session's private recovery id (``<secret>.<session id>`` when other nodes may recover it)."""
         pid = session.data.get(PID)
         if not isinstance(pid, str):
-            pid = session.data[PID] = secrets.token_urlsafe(18)
+            pid = secrets.token_urlsafe(18)
+            if self.server.shared_sessions is not None:
+                pid += "." + session.id
+            session.data[PID] = pid
             self.pids[pid] = session.id
         return pid
+
+    def share(self, session: Session) -> Deferred | None:
+        """With the Redis backplane, write the record another node recovers the socket from."""
+        shared = self.server.shared_sessions
+        if shared is None or not self.recovery:
+            return None
+        return shared.save_native(session, {"sio.nsp": str(session.data.get(NAMESPACE)),
+                                            "sio.pid": _digest(self.pid_of(session))})
+
+    def recall(self, pid: str, nsp: str, credentials: Credentials) -> Deferred | None:
+        """The session of ``pid`` copied from its record (it was on another node), or ``None``.
+
+        Only a record of this pid and namespace, bound to ``credentials``
+        (and of their user), is copied: a refused recovery leaves no trace.
+        """
+        shared = self.server.shared_sessions
+        session_id = pid.partition(".")[2]
+        if shared is None or not session_id:
+            return None
+        found: dict[str, str] = {}
+
+        def accept(record: dict[str, str]) -> bool:
+            found.update(record)
+            return record.get("sio.nsp") == nsp and record.get("sio.pid") == _digest(pid)
+
+        def adopt(session: Session | None) -> Session | None:
+            if session is None or not found or PID in session.data:
+                return None  # no record, or not this pid's, or a session held here already
+            session.data[NAMESPACE] = found["sio.nsp"]
+            session.data[PID] = pid
+            session.data[ROOMS] = {s.subject: s for s in session.subscriptions.values()}
+            self.pids[pid] = session.id
+            return session
+
+        return shared.native_session(session_id, accept, credentials).addCallback(adopt)
 
     def environ(self, engine: EngineSession, credentials: Any, recovered: bool) -> dict[str, Any]:
         """A WSGI-like ``environ`` for ``connect`` handlers."""
@@ -328,6 +369,9 @@ class SocketIO:
         pid = session.data.get(PID)
         if isinstance(pid, str):
             self.pids.pop(pid, None)
+            shared = self.server.shared_sessions
+            if shared is not None and reason in (EndReason.DISCONNECT, EndReason.OVERFLOW):
+                shared.end_everywhere(session)  # not recoverable here, so nowhere (LEAVE: done already)
         if self._acks and session.data.get(NAMESPACE) is not None:
             for key in [key for key in self._acks if key[0] == session.id]:
                 del self._acks[key]
@@ -362,6 +406,11 @@ class SocketIO:
             return then(stored, lambda e: {"ok": True, "id": getattr(e, "position", None)})
 
         return then(ask(self.server.authorizer.publish, session, subject), publish)
+
+
+def _digest(pid: str) -> str:
+    """What a record keeps of a recovery id (never the id itself)."""
+    return hashlib.sha256(pid.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 _BUILTIN = frozenset({"subscribe", "unsubscribe", "publish"})

@@ -167,19 +167,30 @@ class PushpyService(MultiService):
     """The service of ``twistd pushpy``: the server and its listeners.
 
     Made the child of twistd's application, it has twistd log through the
-    ``log.level`` filter (:func:`pushpy.logs.install_level_filter`).
+    ``log.level`` filter (:func:`pushpy.logs.install_level_filter`); with
+    ``gc.freeze`` it freezes the startup heap once running (:mod:`pushpy.heap`).
     """
 
-    def __init__(self, log_level: int = 4, twistd_options: Any = None) -> None:
+    def __init__(self, log_level: int = 4, twistd_options: Any = None, *, gc_freeze: bool = False) -> None:
         super().__init__()
         self.log_level = log_level
         self.twistd_options = twistd_options
+        self.gc_freeze = gc_freeze
 
     def setServiceParent(self, parent: Any) -> None:
         from pushpy.logs import install_level_filter
 
         install_level_filter(parent, self.log_level, self.twistd_options)
         super().setServiceParent(parent)
+
+    def startService(self) -> None:
+        super().startService()
+        if self.gc_freeze:
+            from twisted.internet import reactor
+
+            from pushpy.heap import freeze_startup_heap
+
+            reactor.callWhenRunning(freeze_startup_heap)  # after every service has started
 
 
 def makeService(options: Options) -> MultiService:
@@ -188,14 +199,15 @@ def makeService(options: Options) -> MultiService:
     from pushpy.web.site import build_site
     from pushpy.web.tcp import tcp_factory
 
-    top = PushpyService(options.server_config.log_level, getattr(options, "parent", None))
+    config = options.server_config
+    top = PushpyService(config.log_level, getattr(options, "parent", None), gc_freeze=config.gc_freeze)
     if options["workers"] > 1:
         from pushpy.cluster.workers import WorkerSupervisor
 
         WorkerSupervisor(options["workers"], options.worker_arguments(),
                          options["listen"]).setServiceParent(top)
         return top
-    server = PushServer(options.server_config, sources=options.event_sources)
+    server = PushServer(config, sources=options.event_sources)
     IService(server).setServiceParent(top)
     site = build_site(server, webroot=options["webroot"], root=options["root"])
     listeners: MultiService = top

@@ -16,9 +16,17 @@ or connection starts a new epoch, so old resume tokens get ``recovered: false``.
 When Redis is unreachable the backplane is ``degraded``: publishes wait in a
 bounded outbox (published, in order, after reconnect; refused when it is full),
 local sessions stay connected, and on reconnect the node reads the log from the
-last offset it saw, so nothing published meanwhile is skipped.  When it cannot
+last offset it saw, so nothing published meanwhile is skipped.  Every publish
+carries an id (this node's id and a counter, a small field of its log entry):
+when the connection drops while publishes are in flight, the node first asks
+Redis (one script) which of them it stored, completes those with their offset
+and sends only the others again, in order, so none is stored twice.  When it cannot
 be sure (the epoch changed, the log was trimmed past that offset) it tells its
 gap listeners, which warn every local session.  See ``docs/scaling.md``.
+
+Besides the events, nodes talk on pub/sub: the control channel (session
+notices, to every node) and one direct channel per node (:meth:`RedisBackplane.send_direct`,
+used to relay Engine.IO polls to the node holding the session: :mod:`pushpy.web.eiorelay`).
 """
 
 from __future__ import annotations
@@ -58,10 +66,10 @@ end
 
 ENSURE = Script(_ENSURE + "return {epoch, tostring(seq)}")
 
-#: KEYS: log, epoch, seq, channel; ARGV: new epoch, maxlen, payload.
+#: KEYS: log, epoch, seq, channel; ARGV: new epoch, maxlen, payload, publish id.
 PUBLISH = Script(_ENSURE + """
 local offset = redis.call('INCR', KEYS[3])
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], offset .. '-0', 'e', ARGV[3])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], offset .. '-0', 'e', ARGV[3], 'i', ARGV[4])
 redis.call('PUBLISH', KEYS[4], epoch .. ' ' .. offset .. ' ' .. ARGV[3])
 return {epoch, tostring(offset)}
 """)
@@ -71,6 +79,28 @@ SINCE = Script(_ENSURE + """
 local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
 local entries = redis.call('XRANGE', KEYS[1], ARGV[2], '+')
 return {epoch, tostring(seq), first, entries}
+""")
+
+
+#: KEYS: log, epoch; ARGV: epoch and offset after which to look, publish ids.
+#: The epoch, the oldest entry, and the publish id and entry id of each one stored.
+FIND = Script("""
+local epoch = redis.call('GET', KEYS[2]) or ''
+local start = '-'
+if epoch == ARGV[1] then start = '(' .. ARGV[2] .. '-0' end
+local wanted = {}
+for i = 3, #ARGV do wanted[ARGV[i]] = true end
+local found = {}
+for _, entry in ipairs(redis.call('XRANGE', KEYS[1], start, '+')) do
+  local values = entry[2]
+  for j = 1, #values - 1, 2 do
+    if values[j] == 'i' and wanted[values[j + 1]] then
+      table.insert(found, values[j + 1])
+      table.insert(found, entry[1])
+    end
+  end
+end
+return {epoch, redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1), found}
 """)
 
 
@@ -87,15 +117,21 @@ def decode(payload: str, offset: int | None, epoch: str | None) -> tuple[Event, 
 
 
 class _Outgoing:
-    """An event waiting to be stored, and whether its script is in flight."""
+    """An event waiting to be stored, and whether its script is in flight.
 
-    __slots__ = ("done", "event", "sent", "stamp")
+    ``unsure``: it was sent on a connection lost before Redis answered, so it
+    may be stored already (:meth:`RedisBackplane._check_unsure`).
+    """
 
-    def __init__(self, event: Event, stamp: float, done: Deferred) -> None:
+    __slots__ = ("done", "event", "sent", "stamp", "uid", "unsure")
+
+    def __init__(self, event: Event, stamp: float, done: Deferred, uid: str) -> None:
         self.event = event
         self.stamp = stamp
         self.done = done
+        self.uid = uid
         self.sent = False
+        self.unsure = False
 
 
 @implementer(IBackplane)
@@ -141,6 +177,12 @@ class RedisBackplane:
         #: Called with a reason when this node may have missed events.
         self.gap_listeners: list[Callable[[str], object]] = []
         self._outbox: deque[_Outgoing] = deque()
+        self._published = 0  # the counter of publish ids
+        #: (epoch, offset) after which every publish sent on this connection is stored.
+        self._base: tuple[str, int] = ("", 0)
+        #: ``_base`` of the connection lost with publishes in flight; None when there were none.
+        self._unsure: tuple[str, int] | None = None
+        self._checking = False
         self._pending: list[tuple[str, str]] | None = None  # pub/sub held during catch-up
         self.reconnects = 0
         self.link = RedisLink(url, reactor, on_up=self._up, on_down=self._down,
@@ -148,6 +190,10 @@ class RedisBackplane:
         #: This process's id among the nodes (presence members, session owners).
         self.node = secrets.token_hex(6)
         self.presence_store = RedisPresence(self.link, prefix, self.node, node_ttl)
+        #: This node's own channel: what other nodes send to it alone (:meth:`send_direct`).
+        self.direct_channel = self.direct_channel_of(self.node)
+        #: Handlers of direct messages by kind, called with the message's text.
+        self.direct_handlers: dict[str, Callable[[str], object]] = {}
         #: Called with (subject, user) when a dead node's user is now absent from subject.
         self.departure_listeners: list[Callable[[str, str], object]] = []
         #: Called when this node's presence members may have been removed (reaped, Redis lost).
@@ -190,6 +236,7 @@ class RedisBackplane:
             self.presence_store.forget_node().addErrback(lambda _: None)
         self.link.stop()
         outbox, self._outbox = self._outbox, deque()
+        self._unsure, self._checking = None, False
         for entry in outbox:
             entry.done.errback(ClientError("the backplane stopped before this event was published", 503))
 
@@ -211,7 +258,8 @@ class RedisBackplane:
         d: Deferred = Deferred()
         if len(self._outbox) >= self.outbox_size:
             return fail(ClientError("the backplane is unavailable and its outbox is full", 503))
-        self._outbox.append(_Outgoing(event, self.now(), d))
+        self._published += 1
+        self._outbox.append(_Outgoing(event, self.now(), d, f"{self.node}{self._published:x}"))
         self._flush()
         return d
 
@@ -269,9 +317,13 @@ class RedisBackplane:
         """Send every unsent outbox entry now, pipelined on the one command connection.
 
         Redis runs one connection's commands in the order sent, so offsets
-        follow the publish order without waiting for each answer.
+        follow the publish order without waiting for each answer.  Publishes
+        that were in flight when a connection was lost are checked first.
         """
-        if not self.connected:
+        if not self.connected or self._checking:
+            return
+        if self._unsure is not None:
+            self._check_unsure()
             return
         for entry in self._outbox:
             if not entry.sent:
@@ -281,24 +333,71 @@ class RedisBackplane:
     def _send(self, entry: _Outgoing) -> None:
         event = entry.event
         sent = self.link.eval(PUBLISH, [*self.keys, self.channel], [
-            self._new_epoch(), self.log_size, encode(event, entry.stamp)])
+            self._new_epoch(), self.log_size, encode(event, entry.stamp), entry.uid])
 
         def done(result: list[str]) -> None:
             self._outbox.remove(entry)  # the head, but for a refused entry before it
             epoch, offset = result[0], int(result[1])
+            self._base = (epoch, offset)  # later publishes come after it
             entry.done.callback(event.stored(offset, epoch))
 
         def failed(reason: Any) -> None:
             import txredisapi
 
             if reason.check(txredisapi.ConnectionError):
-                entry.sent = False  # kept in the outbox: sent again after reconnect
+                # Kept in the outbox; Redis may have run it: checked after reconnect.
+                entry.sent, entry.unsure = False, True
+                if self._unsure is None:
+                    self._unsure = self._base
                 return
             self._outbox.remove(entry)
             self.log.failure("publishing to redis failed", reason)
             entry.done.errback(ClientError("the backplane refused the event", 503))
 
         sent.addCallbacks(done, failed)
+
+    def _check_unsure(self) -> None:
+        """Ask Redis which of the publishes in flight on a lost connection it stored.
+
+        One script scans the log after the last offset that connection had
+        confirmed (the whole log when the epoch changed since) for their ids.
+        """
+        unsure = [entry for entry in self._outbox if entry.unsure]
+        epoch, after = self._unsure or ("", 0)
+        self._checking = True
+        d = self.link.eval(FIND, self.keys[:2], [epoch, after, *(entry.uid for entry in unsure)])
+        d.addCallbacks(self._checked, self._check_failed, callbackArgs=(unsure, epoch, after))
+
+    def _checked(self, result: list[Any], unsure: list[_Outgoing], epoch: str, after: int) -> None:
+        """Complete the publishes Redis had stored; the others are sent again, in order."""
+        current, first, pairs = result[0], result[1], result[2] or []
+        lower = after if current == epoch else 0
+        if first and _offset_of(first[0][0]) > lower + 1:
+            self.log.warn("backplane: the log was trimmed past publishes in flight;"
+                          " those not found are sent again (they may be stored twice)")
+        where = dict(zip(pairs[::2], pairs[1::2], strict=False))
+        stored = []
+        for entry in unsure:
+            entry.unsure = False
+            if entry.uid in where:
+                self._outbox.remove(entry)
+                stored.append(entry)
+        self._unsure, self._checking = None, False
+        for entry in stored:
+            entry.done.callback(entry.event.stored(_offset_of(where[entry.uid]), current))
+        self._flush()
+
+    def _check_failed(self, reason: Any) -> None:
+        import txredisapi
+
+        self._checking = False
+        if reason.check(txredisapi.ConnectionError):
+            return  # still unsure: checked again after the next reconnect
+        self.log.failure("checking publishes in flight failed: sending them again", reason)
+        for entry in self._outbox:
+            entry.unsure = False
+        self._unsure = None
+        self._flush()
 
     def _new_epoch(self) -> str:
         return secrets.token_hex(4)
@@ -309,13 +408,37 @@ class RedisBackplane:
         """Publish a control message to every node (fails while Redis is unreachable)."""
         return self.link.execute("PUBLISH", self.control_channel, message)
 
+    def direct_channel_of(self, node: str) -> str:
+        return f"{self.prefix}:direct:{node}"
+
+    def send_direct(self, node: str, kind: str, message: str) -> Deferred:
+        """Send ``message`` to node ``node`` alone (its ``kind`` handler gets it).
+
+        Fires with the number of nodes that got it: 0 when that node is gone
+        (or not subscribed right now); fails while Redis is unreachable.
+        """
+        return self.link.execute("PUBLISH", self.direct_channel_of(node), f"{kind} {message}")
+
+    def listening(self, nodes: list[str]) -> Deferred:
+        """Which of ``nodes`` are subscribed to their direct channel now: ``{node: bool}``."""
+        d = self.link.execute("PUBSUB", "NUMSUB", *[self.direct_channel_of(n) for n in nodes])
+
+        def found(flat: list[Any]) -> dict[str, bool]:
+            counts = dict(zip(flat[::2], flat[1::2], strict=False))
+            return {node: int(counts.get(self.direct_channel_of(node), 0)) > 0 for node in nodes}
+
+        return d.addCallback(found)
+
     def _message(self, channel: str, message: str) -> None:
         if channel == self.control_channel:
             for listener in list(self.control_listeners):
-                try:
-                    listener(message)
-                except Exception:
-                    self.log.failure("control listener failed")
+                self._hand(listener, message)
+            return
+        if channel == self.direct_channel:
+            kind, _, text = message.partition(" ")
+            handler = self.direct_handlers.get(kind)
+            if handler is not None:
+                self._hand(handler, text)
             return
         if channel != self.channel:
             return
@@ -325,6 +448,12 @@ class RedisBackplane:
             self._pending.append((epoch, message))
             return
         self._deliver(epoch, int(offset_text), payload)
+
+    def _hand(self, listener: Callable[[str], object], message: str) -> None:
+        try:
+            listener(message)
+        except Exception:
+            self.log.failure("backplane message listener failed")
 
     def _deliver(self, epoch: str, offset: int, payload: str) -> None:
         if offset:
@@ -367,7 +496,7 @@ class RedisBackplane:
             self._heartbeat.clock = self.reactor
             self._heartbeat.start(self.presence_store.node_ttl / 3, now=False)
         self._beat()
-        d = link.subscriber.subscribe([self.channel, self.control_channel])
+        d = link.subscriber.subscribe([self.channel, self.control_channel, self.direct_channel])
         d.addCallback(lambda _: link.eval(ENSURE, self.keys, [self._new_epoch()]))
         d.addCallback(self._catch_up)
         d.addCallbacks(self._caught_up, self._catch_up_failed)
@@ -396,6 +525,7 @@ class RedisBackplane:
 
     def _catch_up(self, result: list[str]) -> Deferred | None:
         epoch, seq = result[0], int(result[1])
+        self._base = (epoch, seq)  # this connection's publishes will come after
         if self.epoch == "none":
             self.epoch, self.last_offset = epoch, seq  # first connection: start from now
             return None

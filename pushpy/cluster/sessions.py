@@ -23,7 +23,9 @@ request.  Events are never copied per session: the shared log is the queue.
   again, and filled from the log after the record's position (merged with live
   events arriving meanwhile, without repeats); ``recovered: false`` becomes a
   ``nack`` (Pushlet) or ``gap`` (native) notice.
-- Each refresh response stores the new position before its bytes are written.
+- Each refresh response stores the new position before its bytes are written;
+  when its client left meanwhile, the position is put back and the events
+  queued again (:meth:`SharedSessions.not_written`).
 
 **Native sessions** (format ``json``) have a record too, written when they
 start: user, binding, the digest of their session key, subscriptions.  Their
@@ -69,6 +71,11 @@ from pushpy.wire.pushlet import CODECS
 
 #: Key in ``Session.data``: the native session has a record in Redis.
 SHARED = "pushpy.shared"
+#: Key in ``Session.data``: the fields its record has beyond pushpy's own (written again with it).
+EXTRA = "pushpy.record_extra"
+#: The fields of a record this module writes.
+_FIELDS = frozenset({"format", "mode", "agent", "address", "user", "binding", "key", "owner", "subs",
+                     "listening", "position", "ended"})
 
 if TYPE_CHECKING:
     from pushpy.cluster.redis_backplane import RedisBackplane
@@ -103,6 +110,19 @@ for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 """)
+
+
+#: KEYS: record; ARGV: node, position stored, position to put back.  Only while the
+#: record still holds the stored position and this node as owner.
+PUT_BACK = Script("""
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[1], 'position') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'position', ARGV[3])
+return 1
+""")
+
+#: What an admission check answers when the record is not for this request (no copy).
+_NO_COPY = object()
 
 
 class Unreadable(ValueError):
@@ -210,49 +230,85 @@ class SharedSessions:
 
     # -- native sessions ---------------------------------------------------------
 
-    def save_native(self, session: Session, *, only_absent: bool = False) -> Deferred:
-        """Write the record of a new native session (key digest, user, binding, subscriptions)."""
+    def save_native(self, session: Session, extra: dict[str, str] | None = None, *,
+                    only_absent: bool = False) -> Deferred:
+        """Write the record of a new native session (key digest, user, binding, subscriptions, ``extra``)."""
         session.data[SHARED] = True
+        if extra:
+            session.data[EXTRA] = dict(extra)
         fields = {
             "format": session.format, "mode": session.mode, "agent": session.user_agent,
             "address": session.address, "user": session.user or "",
             "binding": _binding_text(session),
             "key": str(session.data.get(SESSION_KEY, "")), "owner": self.node,
             "subs": _subs_text(session),
+            **(extra or {}),
         }
         return self._write(session, fields, only_present=False, only_absent=only_absent)
 
-    def native_session(self, session_id: str, credentials: Credentials,
-                       session_key: object) -> Deferred:
-        """A local copy of the native session ``session_id`` from its record, checked first.
+    def native_session(self, session_id: str, accept: Callable[[dict[str, str]], bool],
+                       credentials: Credentials) -> Deferred:
+        """A local copy of the native session ``session_id`` from its record; ``None`` when there is none.
+
+        No copy is made unless ``accept(record)`` is true and the record's
+        binding and user are those of ``credentials`` (Socket.IO recovery:
+        a refusal is no recovery, not an error).  A session this node holds
+        already is the answer as it is.
+        """
+        def admit(record: dict[str, str]) -> Any:
+            if not accept(record):
+                return _NO_COPY
+            try:
+                answer = self._admit(record, credentials)
+            except ForeignSession:
+                return _NO_COPY
+            if isinstance(answer, Deferred):
+                answer.addErrback(lambda f: f.trap(ForeignSession) and _NO_COPY)
+            return answer
+
+        return self._native(session_id, admit)
+
+    def continued_native(self, session_id: str, credentials: Credentials,
+                         session_key: object) -> Deferred:
+        """A local copy of the native session a client continues here, checked before it is made.
 
         Fires with ``None`` when there is no usable record (none, ended, not
         native, unreadable; or Redis is unreachable): the client gets a new
         session.  Fails with :class:`ForeignSession` when the request's
         credentials are someone else's, with a 403 when ``session_key`` is
-        wrong; no copy is made then.  The copy is subscribed as the record
-        says, listening, with its user's claims asked again.
+        wrong; no copy is made then.  The copy has its user's claims again.
+        """
+        def admit(record: dict[str, str]) -> Any:
+            self._check_binding(record, credentials)  # first: someone else's gets a new session
+            check_key_digest(record.get("key") or None, session_key)
+            return identify(self.server, record.get("user") or None, credentials)
+
+        return self._native(session_id, admit)
+
+    def _native(self, session_id: str, admit: Callable[[dict[str, str]], Any]) -> Deferred:
+        """A copy of a native session's record once ``admit(record)`` gave its identity (or ``_NO_COPY``).
+
+        The copy is subscribed as the record says and listening.  While
+        Redis is unreachable the answer is ``None``.
         """
         if not self.link.up:
             return succeed(None)
         found = self.link.eval(LOOKUP, [self.key(session_id)], [self._lease_ms(None)])
 
-        def admit(flat: list[str] | None) -> Session | Deferred | None:
+        def copy(flat: list[str] | None) -> Session | Deferred | None:
             local = self.server.dispatcher.find(session_id)
             if local is not None:
                 return local if local.format == P.FORMAT_JSON else None
             try:
                 record = _readable(_as_dict(flat))
             except Unreadable as e:
-                self.log.warn("session {id}: record unreadable ({error}): a new session instead",
+                self.log.warn("session {id}: record unreadable ({error}): not used",
                               id=session_id, error=str(e)[:200])
                 return None
             if record.get("format") != P.FORMAT_JSON or record.get("ended") == "1":
                 return None
-            self._check_binding(record, credentials)  # first: someone else's gets a new session
-            check_key_digest(record.get("key") or None, session_key)
-            return then(identify(self.server, record.get("user") or None, credentials),
-                        lambda identity: self._native_copy(session_id, record, identity))
+            return then(admit(record), lambda identity: None if identity is _NO_COPY
+                        else self._native_copy(session_id, record, identity))
 
         def unavailable(reason: Any) -> None:
             import txredisapi
@@ -261,7 +317,7 @@ class SharedSessions:
             self.log.warn("native session lookup failed: {e}", e=reason.getErrorMessage())
             return None
 
-        return found.addCallbacks(admit, unavailable)
+        return found.addCallbacks(copy, unavailable)
 
     def _native_copy(self, session_id: str, record: dict[str, str],
                      identity: Identity | None) -> Session | None:
@@ -272,6 +328,9 @@ class SharedSessions:
         if record.get("key"):
             session.data[SESSION_KEY] = record["key"]
         session.data[SHARED] = True
+        extra = {name: value for name, value in record.items() if name not in _FIELDS}
+        if extra:
+            session.data[EXTRA] = extra
         self._subscribe_as(session, record)
         self.server.dispatcher.listen(session, P.MODE_STREAM, self.server.clock.seconds())
         return session
@@ -307,7 +366,7 @@ class SharedSessions:
             return
         self.log.info("session {id}: record lost (Redis restarted?): written again", id=session.id)
         if session.data.get(SHARED):
-            self.save_native(session, only_absent=True)
+            self.save_native(session, session.data.get(EXTRA), only_absent=True)  # type: ignore[arg-type]
         else:
             self.save(session, position=True, only_absent=True)
 
@@ -339,6 +398,21 @@ class SharedSessions:
     def save_position(self, session: Session) -> Deferred:
         """Store that the client of ``session`` has everything up to ``session.position``."""
         return self._write(session, {"position": session.position or ""}, only_present=True)
+
+    def not_written(self, session: Session, items: list[Any], previous: str | None,
+                    stored: str) -> None:
+        """A response that stored ``stored`` as the position was never written (its client left).
+
+        Its events are the client's again: back in the local queue (before
+        newer ones) and, if the record still holds ``stored`` with this node
+        as owner, the record's position goes back to ``previous`` (a
+        compare-and-set: a node that claimed the session since is left alone).
+        """
+        session.give_back(items)
+        if session.position == stored:
+            session.position = previous
+        if previous:
+            self._run(self.link.eval(PUT_BACK, [self.key(session.id)], [self.node, stored, previous]))
 
     def subscriptions_changed(self, session: Session) -> Deferred:
         """Write the subscriptions and tell the other nodes holding the session.
@@ -526,11 +600,19 @@ class SharedSessions:
         native = session.format == P.FORMAT_JSON
         if (reason is EndReason.LEAVE and session.data.get(SHARED)) or (
                 reason in (EndReason.LEAVE, EndReason.DISCONNECT) and not native):
-            # A tombstone, not a deletion: a node still holding a copy must not take a
-            # missing record for one Redis lost, and bring the session back.
-            _pending(self._ending, session.id, self._write(session, {"ended": "1"},
-                                                           only_present=False, replace=True))
-            self._run(self.backplane.send_control(f"end {session.id} {self.node}"))
+            self.end_everywhere(session)
+
+    def end_everywhere(self, session: Session) -> None:
+        """Tombstone the record of a session that ended here, and end its copies on other nodes."""
+        # A tombstone, not a deletion: a node still holding a copy must not take a
+        # missing record for one Redis lost, and bring the session back.
+        _pending(self._ending, session.id, self._write(session, {"ended": "1"}, only_present=False,
+                                                       replace=True))
+        self._run(self.backplane.send_control(f"end {session.id} {self.node}"))
+
+    def moved_here(self, session: Session) -> None:
+        """The session continues on this node: the other nodes end their copies (records untouched)."""
+        self._run(self.backplane.send_control(f"end {session.id} {self.node}"))
 
     def _control(self, message: str) -> None:
         """``end <id> <node>`` or ``subs <id> <node> [<subscriptions>]`` from a node (this one too)."""

@@ -135,5 +135,12 @@ class Session:
             items.insert(0, (notice, None))
         return items
 
+    def give_back(self, items: list[Delivery]) -> None:
+        """Queue ``items`` again (taken, never written), before what was queued since."""
+        if items:
+            self.queue.refill(items + self.queue.drain())
+            for channel in list(self.channels):
+                channel.wake()
+
     def __repr__(self) -> str:
         return f"<Session {self.id} {self.state.value} {self.format}/{self.mode}>"

@@ -203,7 +203,7 @@ class EngineSession:
         """A ``GET`` of the polling transport: answer now, or when packets are due."""
         if self.poll is not None:
             self.close("transport error")  # overlapping polls: the client is confused
-            return _error(request, E.BAD_REQUEST)
+            return error_answer(request, E.BAD_REQUEST)
         request.responseHeaders.setRawHeaders(b"Content-Type", [TEXT_TYPE])
         no_cache(request)
         self.poll = request
@@ -286,7 +286,8 @@ class EngineSession:
             handler.on_close(reason)
 
 
-def _error(request: Request, error: dict[str, Any], status: int = 400) -> bytes:
+def error_answer(request: Request, error: dict[str, Any], status: int = 400) -> bytes:
+    """Make ``request`` one of Engine.IO's error answers; its body."""
     request.setResponseCode(status)
     request.pushpy_error = error["message"]
     body = E.error_body(error)
@@ -309,12 +310,18 @@ class EngineServer:
         self.transports = tuple(t for t in config.socketio_transports if t in ("polling", "websocket"))
         #: Closed polling sessions whose close packet waits for their next poll.
         self.farewells: dict[str, Farewell] = {}
+        #: Relays polls of other nodes' sessions (Redis backplane only: :mod:`pushpy.web.eiorelay`).
+        self.relay: Any = None
+        if getattr(server.backplane, "direct_handlers", None) is not None:
+            from pushpy.web.eiorelay import EngineRelay
+
+            self.relay = EngineRelay(self, server.backplane)
 
     def open(self, request_info: dict[str, Any], ws: EngineWebSocket | None) -> EngineSession | None:
         """A new session (on ``ws``, or on polling); ``None`` when there are too many."""
         if len(self.sessions) >= self.server.config.sessionmanager_maxsessions:
             return None
-        sid = secrets.token_urlsafe(15)
+        sid = secrets.token_urlsafe(15) + (self.relay.suffix if self.relay is not None else "")
         session = self.sessions[sid] = EngineSession(self, sid, request_info)
         upgrades = ["websocket"] if ws is None and "websocket" in self.transports else []
         handshake = E.open_packet(sid, upgrades, int(self.ping_interval * 1000),
@@ -411,6 +418,8 @@ class EngineResource(Resource):
         size = engine.max_payload
         factory.setProtocolOptions(maxMessagePayloadSize=size, maxFramePayloadSize=size)
         self.websocket = WebSocketResource(factory)
+        if engine.relay is not None:
+            engine.relay.resource = self
 
     def render(self, request: Request) -> bytes | int:
         engine = self.engine
@@ -418,36 +427,40 @@ class EngineResource(Resource):
         try:
             params = parse_query(request.uri.partition(b"?")[2], limit=config.limit_params)
         except Exception:
-            return _error(request, E.BAD_REQUEST)
+            return error_answer(request, E.BAD_REQUEST)
         if params.get("EIO") != "4":
-            return _error(request, E.UNSUPPORTED_VERSION)
+            return error_answer(request, E.UNSUPPORTED_VERSION)
         transport = params.get("transport")
         if transport not in engine.transports:
-            return _error(request, E.UNKNOWN_TRANSPORT)
+            return error_answer(request, E.UNKNOWN_TRANSPORT)
         sid = params.get("sid")
         session = engine.sessions.get(sid) if sid else None
         if sid and session is None and request.method == b"GET" and sid in engine.farewells:
             return engine.farewells[sid].answer(request)
         if sid and session is None:
-            return _error(request, E.UNKNOWN_SID)
+            relay = engine.relay
+            owner = relay.owner_of(sid) if relay is not None else None
+            if owner is not None and transport == "polling" and request.method in (b"GET", b"POST"):
+                return relay.forward(request, owner, sid, engine.max_payload)
+            return error_answer(request, E.UNKNOWN_SID)
         if transport == "websocket":
             upgrade = (request.getHeader(b"upgrade") or b"").lower()
             if request.method != b"GET" or upgrade != b"websocket":
-                return _error(request, E.BAD_REQUEST)
+                return error_answer(request, E.BAD_REQUEST)
             if session is not None and (session.upgraded or session.probe is not None):
-                return _error(request, E.BAD_REQUEST)
+                return error_answer(request, E.BAD_REQUEST)
             request.engine_params = params  # read by EngineWebSocket.onConnect
             request.engine_info = request_info(request, params, "websocket")
             return self.websocket.render(request)
         if session is None:
             if request.method != b"GET":
-                return _error(request, E.BAD_HANDSHAKE_METHOD)
+                return error_answer(request, E.BAD_HANDSHAKE_METHOD)
             session = engine.open(request_info(request, params, "polling"), None)
             if session is None:
-                return _error(request, {"code": 3, "message": "Too many sessions"}, 503)
+                return error_answer(request, {"code": 3, "message": "Too many sessions"}, 503)
             return session.hold(request)
         if session.upgraded:
-            return _error(request, E.BAD_REQUEST)
+            return error_answer(request, E.BAD_REQUEST)
         if request.method == b"GET":
             return session.hold(request)
         if request.method == b"POST":
@@ -455,12 +468,12 @@ class EngineResource(Resource):
         if request.method == b"OPTIONS":
             request.setResponseCode(204)
             return b""
-        return _error(request, E.BAD_REQUEST)
+        return error_answer(request, E.BAD_REQUEST)
 
     def _post(self, request: Request, session: EngineSession) -> bytes:
         content = request.content
         content.seek(0, 2)
-        if content.tell() > self.engine.max_payload:
+        if content.tell() > self.engine.max_payload or getattr(request, "oversized", False):
             session.close("transport error")
             request.setResponseCode(413)
             return b""
@@ -469,7 +482,7 @@ class EngineResource(Resource):
             packets = E.decode_payload(content.read().decode("utf-8"))
         except (UnicodeDecodeError, E.PacketError):
             session.close("parse error")
-            return _error(request, E.BAD_REQUEST)
+            return error_answer(request, E.BAD_REQUEST)
         for kind, data in packets:
             session.receive(kind, data, None)
         request.responseHeaders.setRawHeaders(b"Content-Type", [b"text/html"])
@@ -590,4 +603,5 @@ class EngineWebSocket(WebSocketServerProtocol):
             transport.unregisterProducer()
 
 
-__all__ = ["EngineResource", "EngineServer", "EngineSession", "EngineWebSocket", "Farewell", "ws_frame"]
+__all__ = ["EngineResource", "EngineServer", "EngineSession", "EngineWebSocket", "Farewell", "error_answer",
+           "ws_frame"]

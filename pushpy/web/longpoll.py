@@ -179,7 +179,7 @@ class SendResource(Resource):
             # Another node's session (no sticky sessions): continue it here, same id and key,
             # once the request passed the checks against its record (403 otherwise).
             credentials = request_credentials(request, params, "send")
-            copied = shared.native_session(session_id, credentials, params.get("session_key"))
+            copied = shared.continued_native(session_id, credentials, params.get("session_key"))
             served = then(copied, lambda copy: self._serve(request, params, copy))
 
             def refuse(error: BaseException) -> bytes:

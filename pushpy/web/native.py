@@ -88,7 +88,7 @@ class NativeProtocol:
         if session is None and session_id and shared is not None:
             # Another node's session (behind a balancer): continue it here, same id and key,
             # once the request passed the checks below against its record.
-            copied = shared.native_session(session_id, credentials, params.get("session_key"))
+            copied = shared.continued_native(session_id, credentials, params.get("session_key"))
             copied.addErrback(_foreign_is_new)
             return then(copied, lambda copy: self._connect(
                 copy, params, credentials, last_event_id, address, user_agent, now))

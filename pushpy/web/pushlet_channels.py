@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
 from twisted.web.server import Request
@@ -251,11 +252,29 @@ class RefreshChannel(_Channel):
             return
         # Every event up to the node's position that the session matches was queued, and
         # is taken now: the next refresh, on any node, reads the log from there.  The
-        # position is stored before the response is written (never twice, at most once).
-        self.session.position = self.server.backplane.position
+        # position is stored before the response is written (never twice).
+        session = self.session
+        previous = session.position
+        session.position = stored = self.server.backplane.position
         self.server.scheduler.set(self, None)
-        self.session.detach(self)
-        shared.save_position(self.session).addBoth(lambda _: self._write(data))
+        session.detach(self)
+        written = shared.save_position(session)
+        written.addBoth(lambda _: self._position_stored(data, items, previous, stored))
+
+    def _position_stored(self, data: bytes, items: list[Delivery], previous: str | None,
+                         stored: str) -> None:
+        """Write the response now that its position is stored, unless its client left meanwhile.
+
+        Then its events are given back (:meth:`SharedSessions.not_written`) for
+        the client's next request, on this node or another.
+        """
+        if not self.request._disconnected:
+            self._write(data)
+            return
+        if not self.done:  # gone before the response watched for it
+            self._finished(Failure(ConnectionLost("the client went away")))
+        if self.session.state is not SessionState.ENDED:
+            self.server.shared_sessions.not_written(self.session, items, previous, stored)
 
     def _refresh(self, now: float) -> bytes:
         config = self.server.config

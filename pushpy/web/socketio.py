@@ -282,12 +282,29 @@ class Connection:
         if not (app.recovery and isinstance(pid, str) and isinstance(offset, str)):
             return None
         session = app.server.dispatcher.find(app.pids.get(pid))
-        if session is None or session.data.get(NAMESPACE) != nsp:
+        if session is None:
+            # Held by another node (behind a balancer), or by a dead one: copied once the record is
+            # this pid's and namespace's, bound to these credentials.
+            recalled = app.recall(pid, nsp, credentials)
+            if recalled is None:
+                return None
+            return recalled.addCallback(lambda copy: copy and self._resume(copy, nsp, offset, credentials,
+                                                                           moved=True))
+        return self._resume(session, nsp, offset, credentials, moved=False)
+
+    def _resume(self, session: Session, nsp: str, offset: str, credentials: Credentials, *,
+                moved: bool) -> Any:
+        """The session of a recovery id, with what its client missed (``moved``: copied from its record)."""
+        app = self.app
+        shared = app.server.shared_sessions
+        if session.data.get(NAMESPACE) != nsp:
             return None
         try:
             check_binding(app.server, session, lambda: credentials)
         except ClientError:
             return None
+        if moved:
+            shared.moved_here(session)
         parsed = parse_position(offset)
         if parsed is None or parsed[0] != app.server.backplane.epoch:
             return self._unrecoverable(session)
@@ -368,6 +385,12 @@ class Connection:
             app.connected(socket)
             session.attach(socket)
 
+        def recorded(allowed: Any) -> Any:
+            # With the Redis backplane, the record another node recovers the socket from, written first.
+            if allowed is False or self.closed or session.state is SessionState.ENDED:
+                return allowed
+            return then(app.share(session), lambda _: allowed)
+
         def refused(reason: Failure) -> Failure:
             if session.state is not SessionState.ENDED:
                 app.server.dispatcher.end(session, EndReason.LEAVE)
@@ -380,7 +403,7 @@ class Connection:
             raise
         if isinstance(result, Deferred):
             result.addErrback(refused)
-        return then(result, answer)
+        return then(then(result, recorded), answer)
 
 
 def socketio_resource(server: Any) -> Any:

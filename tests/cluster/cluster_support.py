@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -70,6 +71,7 @@ class Node:
     def __init__(self, tmp: Path, prefix: str, redis_url: str = REDIS_URL, *,
                  port: int | None = None, settings: dict[str, str] | None = None) -> None:
         self.port = port or free_port()
+        self.prefix = prefix
         self.tmp = tmp
         options = {"backplane": redis_url, "backplane.prefix": prefix, "api.key": API_KEY,
                    "queue.read.timeout.millis": "1000", "pull.refresh.wait.min.millis": "0",
@@ -120,6 +122,24 @@ class Node:
                 self.process.wait(10)
 
 
+@contextmanager
+def running_cluster(tmp: Path, count: int = 3,
+                    settings: dict[str, str] | None = None) -> Iterator[list[Node]]:
+    """``count`` ready nodes of one cluster (a fresh key prefix, deleted afterwards)."""
+    from redis_keys import delete_prefix
+
+    prefix = unique_prefix()
+    nodes = [Node(tmp, prefix, settings=settings) for _ in range(count)]
+    try:
+        for node in nodes:
+            node.wait()
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+        delete_prefix(prefix)
+
+
 class RedisServer:
     """A private ``redis-server`` without persistence (a restart loses everything)."""
 
@@ -152,23 +172,6 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
-
-
-@contextlib.contextmanager
-def running_nodes(tmp: Path, count: int, **settings: str) -> Iterator[tuple[str, list[Node]]]:
-    """``count`` nodes of one cluster (a fresh key prefix), up; stopped and their keys deleted after."""
-    from redis_keys import delete_prefix
-
-    prefix = unique_prefix()
-    nodes = [Node(tmp, prefix, settings=settings) for _ in range(count)]
-    try:
-        for node in nodes:
-            node.wait()
-        yield prefix, nodes
-    finally:
-        for node in nodes:
-            node.stop()
-        delete_prefix(prefix)
 
 
 def token_maker(secret: str) -> Callable[[str], str]:
@@ -412,3 +415,111 @@ class PushletStream:
             self.sock.shutdown(socket.SHUT_RDWR)
         self.connection.close()
         self.ended.wait(5)
+
+
+class RoundRobinProxy:
+    """A balancer without affinity: each HTTP request goes to the next live node in turn.
+
+    One request per client connection (answered with ``Connection: close``);
+    a WebSocket handshake is forwarded the same way and then piped both ways.
+    :attr:`served` records ``[method, path, port, status]`` of every request
+    (status 0: no answer).
+    """
+
+    def __init__(self, ports: Callable[[], list[int]]) -> None:
+        self.ports = ports
+        self.turn = 0
+        self.lock = threading.Lock()
+        self.served: list[list[Any]] = []
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.origin = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _next(self) -> socket.socket | None:
+        for _ in range(8):
+            with self.lock:
+                ports = self.ports()
+                port = ports[self.turn % len(ports)]
+                self.turn += 1
+            try:
+                return socket.create_connection(("127.0.0.1", port), timeout=60)
+            except OSError:
+                continue  # a dead node: the balancer tries the next one
+        return None
+
+    def _serve(self, client: socket.socket) -> None:
+        with client:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = client.recv(65536)
+                if not chunk:
+                    return
+                head += chunk
+            head, _, body = head.partition(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            headers = [line for line in lines[1:] if line]
+            names = {line.partition(b":")[0].strip().lower(): line.partition(b":")[2].strip()
+                     for line in headers}
+            size = int(names.get(b"content-length", b"0"))
+            while len(body) < size:
+                chunk = client.recv(65536)
+                if not chunk:
+                    return
+                body += chunk
+            upgrade = names.get(b"upgrade", b"").lower() == b"websocket"
+            if not upgrade:
+                headers = [h for h in headers if not h.lower().startswith(b"connection:")]
+                headers.append(b"Connection: close")
+            backend = self._next()
+            if backend is None:
+                return
+            with backend:
+                port = backend.getpeername()[1]
+                backend.sendall(b"\r\n".join([lines[0], *headers]) + b"\r\n\r\n" + body)
+                method, path = lines[0].decode().split(" ")[:2]
+                record: list[Any] = [method, path, port, 0]
+                with self.lock:
+                    self.served.append(record)
+                if upgrade:
+                    threading.Thread(target=_pipe, args=(client, backend), daemon=True).start()
+                first = True
+                while True:
+                    try:
+                        chunk = backend.recv(65536)
+                    except OSError:
+                        return
+                    if not chunk:
+                        return
+                    if first:
+                        record[3] = int(chunk.split(b" ", 2)[1])
+                        first = False
+                    try:
+                        client.sendall(chunk)
+                    except OSError:
+                        return
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while chunk := source.recv(65536):
+            sink.sendall(chunk)
+    except OSError:
+        pass
+    try:
+        sink.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass

@@ -1,4 +1,7 @@
-"""Cleaning up after a test: delete the keys under one prefix, by SCAN (never FLUSHALL)."""
+"""Redis from a test without the reactor: one command, and deleting a test's keys.
+
+:func:`delete_prefix` deletes the keys under one prefix, by SCAN (never FLUSHALL).
+"""
 
 from __future__ import annotations
 
@@ -42,8 +45,8 @@ def delete_prefix(prefix: str, port: int = 6379) -> None:
                 break
 
 
-def redis(*args: str, port: int = 6379) -> object:
-    """One command to the test Redis; its reply."""
+def command(*args: str, port: int = 6379) -> object:
+    """Run one command on the Redis at ``127.0.0.1:port``; its reply."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         _command(sock, *args)
         return _reply(sock.makefile("rb"))

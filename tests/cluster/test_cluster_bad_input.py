@@ -25,12 +25,12 @@ from cluster_support import (
     http,
     no_traceback,
     publish,
-    running_nodes,
+    running_cluster,
     token_maker,
     wait_until,
     xml_events,
 )
-from redis_keys import redis
+from redis_keys import command
 
 SECRET = "cluster-bad-input-secret-0123"
 token = token_maker(SECRET)
@@ -42,8 +42,8 @@ token = token_maker(SECRET)
 def two(tmp_path_factory) -> Iterator[tuple[str, list[Node]]]:
     """Two nodes shared by the tests of this module; none may log a traceback."""
     settings = {"auth.token.secret": SECRET, "queue.read.timeout.millis": "4000"}
-    with running_nodes(tmp_path_factory.mktemp("bad"), 2, **settings) as (prefix, nodes):
-        yield prefix, nodes
+    with running_cluster(tmp_path_factory.mktemp("bad"), 2, settings) as nodes:
+        yield nodes[0].prefix, nodes
     no_traceback(nodes)
 
 
@@ -170,8 +170,8 @@ def test_a_malformed_session_record_gives_that_client_a_clear_answer(two, write)
     prefix, (a, b) = two
     bystander = PushletPullClient(lambda: [a.port, b.port], "/calm", token=token("zed"))
     session = "garbage" + secrets.token_hex(4)
-    command, *values = write
-    redis(command, f"{prefix}:session:{session}", *values)
+    kind, *values = write
+    command(kind, f"{prefix}:session:{session}", *values)
     try:
         for node in (a, b):
             for params in ({"p_event": "subscribe", "p_subject": "/x"}, {"p_event": "refresh"}):
@@ -185,7 +185,7 @@ def test_a_malformed_session_record_gives_that_client_a_clear_answer(two, write)
         publish(a.port, "/calm", n="1")
         wait_until(lambda: bystander.refresh() is not None and len(bystander.events) == 1)
     finally:
-        redis("DEL", f"{prefix}:session:{session}")
+        command("DEL", f"{prefix}:session:{session}")
 
 
 def test_pushlet_requests_naming_a_native_session_are_refused_and_change_nothing(two):

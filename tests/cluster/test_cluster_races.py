@@ -28,7 +28,7 @@ from cluster_support import (
     http,
     no_traceback,
     publish,
-    running_nodes,
+    running_cluster,
     token_maker,
     wait_until,
     xml_events,
@@ -43,7 +43,7 @@ token = token_maker(SECRET)
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory) -> Iterator[list[Node]]:
     """Three nodes shared by the tests of this module (each test uses its own users and subjects)."""
-    with running_nodes(tmp_path_factory.mktemp("races"), 3, **{"auth.token.secret": SECRET}) as (_, started):
+    with running_cluster(tmp_path_factory.mktemp("races"), 3, {"auth.token.secret": SECRET}) as started:
         yield started
     no_traceback(started)
 
@@ -223,7 +223,7 @@ def test_user_events_reach_each_session_of_a_user_on_three_nodes_once(nodes):
 
 
 def test_leave_on_one_node_ends_a_long_poll_waiting_on_another(tmp_path):
-    with running_nodes(tmp_path, 3, **{"queue.read.timeout.millis": "15000"}) as (_, (a, b, c)):
+    with running_cluster(tmp_path, 3, {"queue.read.timeout.millis": "15000"}) as (a, b, c):
         first = json.loads(http(a.port, "GET", "/pushlet/poll?" + urlencode({"subject": "/l"}))[1])
         params = {"subject": "/l", "session": first["session"], "session_key": first["session_key"],
                   "last_event_id": first["position"]}
@@ -250,7 +250,7 @@ def test_leave_on_one_node_ends_a_long_poll_waiting_on_another(tmp_path):
 
 
 def test_a_native_session_lives_on_one_node_while_its_copy_expires_on_another(tmp_path):
-    with running_nodes(tmp_path, 2, **{"native.session.timeout.secs": "2"}) as (_, (a, b)):
+    with running_cluster(tmp_path, 2, {"native.session.timeout.secs": "2"}) as (a, b):
         client = NativePollClient(lambda: [a.port], "/e")
         client.poll()  # made on a
         session = client.session

@@ -20,10 +20,10 @@ from cluster_support import (
     http,
     publish,
     pushlet,
-    running_nodes,
+    running_cluster,
     wait_until,
 )
-from redis_keys import redis
+from redis_keys import command
 
 NATIVE_TTL = 2.0
 PUSHLET_TTL = 3.0  # session.timeout.mins = 0.05
@@ -42,14 +42,14 @@ def poll(port: int, **params: str) -> dict:
 
 
 def test_an_open_native_connection_keeps_its_record_and_a_gone_client_expires_everywhere(tmp_path):
-    with running_nodes(tmp_path, 2, **{"native.session.timeout.secs": str(NATIVE_TTL)}) as (prefix, (a, b)):
+    with running_cluster(tmp_path, 2, {"native.session.timeout.secs": str(NATIVE_TTL)}) as (a, b):
         sse = SSEClient(lambda: [a.port], "/r", a.port)
         try:
             assert sse.opened.wait(10)
             session, key = sse.session, sse.key
-            record = f"{prefix}:session:{session}"
+            record = f"{a.prefix}:session:{session}"
             time.sleep(LIVE)  # over 5 TTLs: only a's renewals (every third of it) keep the record
-            assert redis("PTTL", record) > 0
+            assert command("PTTL", record) > 0
             answer = poll(b.port, subject="/r", session=session, session_key=key)
             assert answer["session"] == session  # continued on b from the record
             publish(b.port, "/r", n="1")
@@ -57,19 +57,19 @@ def test_an_open_native_connection_keeps_its_record_and_a_gone_client_expires_ev
         finally:
             sse.stop()
         # The client is gone: a's copy (no connection) and b's copy expire, and so does the record.
-        wait_until(lambda: redis("EXISTS", record) == 0 and idle(a, b), timeout=4 * NATIVE_TTL + 5)
+        wait_until(lambda: command("EXISTS", record) == 0 and idle(a, b), timeout=4 * NATIVE_TTL + 5)
         for node in (a, b):
             answer = poll(node.port, subject="/r", session=session, session_key=key)
             assert answer["session"] != session  # a new session: the old one is gone everywhere
 
 
 def test_an_open_pushlet_stream_keeps_its_record_and_its_session_is_served_elsewhere(tmp_path):
-    with running_nodes(tmp_path, 2, **{"session.timeout.mins": str(PUSHLET_TTL / 60)}) as (prefix, (a, b)):
+    with running_cluster(tmp_path, 2, {"session.timeout.mins": str(PUSHLET_TTL / 60)}) as (a, b):
         stream = PushletStream(a.port, {"p_event": "join-listen", "p_subject": "/s"})
         try:
             session = stream.session()
             time.sleep(LIVE)  # no request but the open stream: a renews the record
-            assert redis("PTTL", f"{prefix}:session:{session}") > 0
+            assert command("PTTL", f"{a.prefix}:session:{session}") > 0
             status, events, body = pushlet(b.port, p_event="subscribe", p_id=session, p_subject="/t")
             assert status == 200 and events[0]["p_event"] == "subscribe-ack", body
             publish(b.port, "/t", n="1")  # b told a of the new subscription: the stream gets it
@@ -81,7 +81,7 @@ def test_an_open_pushlet_stream_keeps_its_record_and_its_session_is_served_elsew
 
 
 def test_a_pushlet_pull_session_lives_on_requests_and_expires_everywhere_without_them(tmp_path):
-    with running_nodes(tmp_path, 2, **{"session.timeout.mins": str(PUSHLET_TTL / 60)}) as (prefix, nodes):
+    with running_cluster(tmp_path, 2, {"session.timeout.mins": str(PUSHLET_TTL / 60)}) as nodes:
         ports = [node.port for node in nodes]
         client = PushletPullClient(lambda: ports, "/p")
         client.refresh()  # the listen made on one node, refreshes alternate
@@ -94,7 +94,8 @@ def test_a_pushlet_pull_session_lives_on_requests_and_expires_everywhere_without
         wait_until(lambda: client.refresh() is not None and len(client.events) >= sent, timeout=10)
         assert [int(e["n"]) for e in client.events] == list(range(sent))
         # No more requests: the session expires on both nodes and in Redis.
-        wait_until(lambda: redis("EXISTS", f"{prefix}:session:{client.session}") == 0 and idle(*nodes),
+        wait_until(lambda: command("EXISTS", f"{nodes[0].prefix}:session:{client.session}") == 0
+                   and idle(*nodes),
                    timeout=2 * PUSHLET_TTL + 5)
         for port in ports:
             assert pushlet(port, p_event="refresh", p_id=client.session)[0] == 400

@@ -10,8 +10,7 @@ from collections.abc import Callable
 
 import pytest
 import pytest_twisted
-from cluster_support import REDIS_URL, RedisServer, unique_prefix
-from redis_keys import delete_prefix
+from cluster_support import REDIS_URL, RedisServer
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
@@ -35,27 +34,6 @@ async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
 
 def data(subject: str, n: int) -> Event:
     return Event({"p_event": "data", "p_subject": subject, "n": str(n)})
-
-
-@pytest.fixture
-def prefix():
-    name = unique_prefix()
-    yield name
-    delete_prefix(name)
-
-
-@pytest.fixture
-def make(prefix):
-    made: list[RedisBackplane] = []
-
-    def factory(url: str = REDIS_URL, **options) -> RedisBackplane:
-        backplane = RedisBackplane(url, reactor=reactor, prefix=prefix, **options)
-        made.append(backplane)
-        return backplane
-
-    yield factory
-    for backplane in made:
-        backplane.stop()
 
 
 @pytest_twisted.ensureDeferred
@@ -263,3 +241,25 @@ async def test_user_events_reach_other_nodes(make):
     await eventually(lambda: len(got) == 1)
     assert (got[0].route, got[0].target) == (Route.USER, "ann")
     assert got[0].offset is not None  # in the log, for resumes of ann's sessions
+
+
+@pytest_twisted.ensureDeferred
+async def test_direct_messages_reach_one_node_and_tell_when_it_is_gone(make):
+    a, b, c = make(), make(), make()
+    got: dict[str, list[str]] = {"a": [], "b": [], "c": []}
+    for name, node in (("a", a), ("b", b), ("c", c)):
+        node.direct_handlers["t"] = got[name].append
+        await node.start()
+    assert await a.send_direct(b.node, "t", "for b only") == 1
+    assert await a.send_direct(b.node, "other", "no handler of this kind") == 1
+    await eventually(lambda: got["b"] == ["for b only"])
+    assert got["a"] == got["c"] == []
+    assert await a.listening([b.node, c.node, "0123456789ab"]) == {
+        b.node: True, c.node: True, "0123456789ab": False}
+    c.stop()
+    for _ in range(250):  # Redis notices the closed connection shortly
+        if await a.listening([c.node]) == {c.node: False}:
+            break
+        await sleep(0.02)
+    assert await a.send_direct(c.node, "t", "to a stopped node") == 0
+    assert got["c"] == []

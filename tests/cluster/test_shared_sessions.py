@@ -9,7 +9,7 @@ import pytest
 import pytest_twisted
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
 from cluster_support import REDIS_URL, unique_prefix
-from redis_keys import delete_prefix, redis
+from redis_keys import command, delete_prefix
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred
 
@@ -49,7 +49,7 @@ async def test_a_connect_whose_client_left_during_the_record_lookup_makes_no_ses
     """Cancelled (the client went away) while the record of another node's session is read: no new
     session is made in its place (it would be nobody's, and show its user online)."""
     await server.backplane.start()
-    redis("HSET", f"{server.backplane.prefix}:session:elsewhere", "format", "json", "subs", "[]",
+    command("HSET", f"{server.backplane.prefix}:session:elsewhere", "format", "json", "subs", "[]",
           "key", session_key_digest("k"))
     connecting = NativeProtocol(server).connect(
         {"session": "elsewhere", "session_key": "k"}, last_event_id=None, address="127.0.0.1",
@@ -92,7 +92,7 @@ async def test_a_websocket_gone_while_continuing_another_nodes_session_leaves_it
     try:
         await server.backplane.start()
         record = f"{server.backplane.prefix}:session:elsewhere"
-        redis("HSET", record, "format", "json", "subs", "[]", "key", session_key_digest("k"))
+        command("HSET", record, "format", "json", "subs", "[]", "key", session_key_digest("k"))
         resuming: Deferred = Deferred()
         asked: list[bool] = []
 
@@ -114,7 +114,7 @@ async def test_a_websocket_gone_while_continuing_another_nodes_session_leaves_it
         await sleep(0.3)
         resuming.callback(Recovery())
         await sleep(0.3)
-        assert redis("HGET", record, "ended") is None  # not tombstoned
+        assert command("HGET", record, "ended") is None  # not tombstoned
         assert server.dispatcher.find("elsewhere") is not None  # the copy lives until its lease ends
     finally:
         await port.stopListening()

@@ -402,6 +402,26 @@ def test_delivery_wakes_the_last_attached_channel():
     assert first.wakes == 2
 
 
+
+def test_events_given_back_come_before_newer_ones_and_wake_the_channel():
+    """Items taken for a response never written are queued again ahead of what came since."""
+    d = Dispatcher()
+    s = listening(d)
+    d.subscribe(s, "/a")
+    publish(d, "/a", n="1")
+    publish(d, "/a", n="2")
+    taken = s.take(0.0)
+    publish(d, "/a", n="3")
+    channel = FakeChannel()
+    s.attach(channel)
+    wakes = channel.wakes
+    s.give_back(taken)
+    assert channel.wakes == wakes + 1
+    assert [e.fields["n"] for e, _ in s.take(1.0)] == ["1", "2", "3"]
+    s.give_back([])
+    assert channel.wakes == wakes + 1 and s.take(2.0) == []
+
+
 # -- overflow ---------------------------------------------------------------
 
 def test_overflow_drops_oldest_with_one_nack_per_episode():

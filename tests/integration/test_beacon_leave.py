@@ -48,7 +48,7 @@ async def test_beacon_leave_ends_the_session_and_its_presence_at_once(native_ser
     assert (code, body) == (200, b'[{"type":"ack","op":"leave"}]')
     assert ann["session"] not in server.sessions
     await watcher.wait(lambda w: len(events(w.messages)) >= 2)
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 10  # at once, not at the lease's end
     assert [(m["fields"]["user"], m["fields"]["action"]) for m in events(watcher.messages)] == [
         ("ann", "join"), ("ann", "leave")]
 

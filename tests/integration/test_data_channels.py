@@ -241,7 +241,7 @@ async def test_poll_refresh_returns_at_once_with_hb(serve, fmt):
     await peer.send("listen", p_mode="poll", p_subject="/p")
     started = time.monotonic()
     reply = await peer.send("refresh")
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 5  # not at the 20 s read timeout
     ack, hb, refresh = reply.events
     assert ack["p_event"] == "refresh-ack"
     assert hb["p_event"] == "hb" and hb["p_seq"] == "1"

@@ -41,8 +41,8 @@ async def test_stream_disconnect_ends_session_at_once(serve, fmt):
     assert scheduler_timers(server), "the stream's heartbeat deadline should be armed"
     started = time.monotonic()
     stream.disconnect()
-    await eventually(lambda: peer.id not in server.sessions, timeout=0.5)
-    assert time.monotonic() - started < 0.5
+    await eventually(lambda: peer.id not in server.sessions, timeout=5)
+    assert time.monotonic() - started < 5  # at once: the lease is minutes, the read timeout 20 s
     assert scheduler_idle(server)
     assert server.push.dispatcher.index.match("/d") == {}
 
@@ -59,7 +59,7 @@ async def test_pending_refresh_disconnect_ends_session(serve, fmt):
     await eventually(lambda: bool(server.sessions[peer.id].channels), timeout=1)
     assert scheduler_timers(server), "the refresh's read timeout should be armed"
     request.cancel()  # no response yet: the agent aborts the connection
-    await eventually(lambda: peer.id not in server.sessions, timeout=0.5)
+    await eventually(lambda: peer.id not in server.sessions, timeout=5)
     assert scheduler_idle(server)
 
 
@@ -70,7 +70,7 @@ async def test_disconnect_of_one_stream_leaves_others_running(server):
     gone_stream = await gone.stream("/both")
     staying_stream = await staying.stream("/both")
     gone_stream.disconnect()
-    await eventually(lambda: gone.id not in server.sessions, timeout=0.5)
+    await eventually(lambda: gone.id not in server.sessions, timeout=5)
     server.push.publish("/both", n="1")
     data = [e for e in (await staying_stream.wait(
         lambda s: any(e["p_event"] == "data" for e in s.events))).events if e["p_event"] == "data"]
@@ -93,7 +93,7 @@ async def test_leave_completes_pending_refresh_with_refresh(serve, fmt):
     leave = await peer.send("leave")
     assert leave.event["p_event"] == "leave-ack"
     reply = await pending
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 5  # not at the 20 s read timeout
     assert [e["p_event"] for e in reply.events] == ["refresh-ack", "refresh"]
     assert scheduler_idle(server)
 

@@ -42,7 +42,7 @@ async def test_longpoll_waits_then_answers_with_the_event(native_server):
     started = time.monotonic()
     event_id = server.publish("/lp", "late")
     code, body = await pending
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.5  # at once, not at the 5 s read timeout
     assert code == 200 and body["session"] == first["session"] and body["position"] == event_id
     assert [m["id"] for m in body["messages"]] == [event_id]
     assert texts(body["messages"]) == ["late"]
@@ -57,7 +57,7 @@ async def test_longpoll_answers_at_once_when_events_are_queued(native_server):
     started = time.monotonic()
     code, body = await server.get_json("longpoll", session=first["session"],
                                        last_event_id=first["position"])
-    assert code == 200 and time.monotonic() - started < 1.0
+    assert code == 200 and time.monotonic() - started < 2.5  # not at the 5 s read timeout
     assert [m["id"] for m in body["messages"]] == ids and body["position"] == ids[-1]
     assert [m["type"] for m in body["messages"]] == ["event"] * 3
 
@@ -87,7 +87,7 @@ async def test_poll_answers_at_once(native_server):
                                          last_event_id=first["position"])
     code, third = await server.get_json("poll", session=first["session"],
                                         last_event_id=second["position"])
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 5.0  # not at the 10 s read timeout
     assert [m["id"] for m in second["messages"]] == [event_id] and second["position"] == event_id
     assert third["messages"] == [] and third["position"] == event_id
 

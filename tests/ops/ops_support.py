@@ -6,6 +6,11 @@ Servers come from the ``pushpy_server`` fixture (:mod:`server_support`).
 from __future__ import annotations
 
 import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
@@ -13,7 +18,7 @@ from server_support import Running, eventually
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import ProcessProtocol, Protocol
 
 # -- the plain TCP transport ------------------------------------------------------
 
@@ -123,3 +128,59 @@ async def open_ws(url: str) -> WSWatcher:
     port = int(url.split(":")[2].split("/")[0])
     await TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5).connect(factory)
     return await factory.opened
+
+
+# -- a real twistd ------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Twistd(ProcessProtocol):
+    """``twistd -n pushpy`` in a subprocess."""
+
+    def __init__(self) -> None:
+        self.output = b""
+        self.ended: Deferred = Deferred()
+        self.code: int | None = None
+        self.signal: int | None = None
+
+    def outReceived(self, data: bytes) -> None:
+        self.output += data
+
+    errReceived = outReceived
+
+    def processEnded(self, reason: Any) -> None:
+        self.code = reason.value.exitCode
+        self.signal = reason.value.signal
+        self.ended.callback(self)
+
+
+def start_twistd(tmp_path: Path, *args: str) -> Twistd:
+    """``twistd -n pushpy --no-sources ARGS`` of this checkout, logging to ``tmp_path/twistd.log``."""
+    process = Twistd()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    command = [sys.executable, "-c", "import sys; sys.argv[0] = 'twistd'; "
+               "from twisted.scripts.twistd import run; run()",
+               "-n", "--pidfile=", "--logfile", str(tmp_path / "twistd.log"), "pushpy", "--no-sources", *args]
+    reactor.spawnProcess(process, sys.executable, command, env=env, path=str(tmp_path))
+    return process
+
+
+async def wait_listening(port: int, process: Twistd, timeout: float = 20.0) -> None:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        assert not process.ended.called, process.output
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        d: Deferred = Deferred()
+        reactor.callLater(0.1, d.callback, None)
+        await d
+    raise AssertionError("twistd did not start listening")

@@ -20,7 +20,8 @@ async def test_stats_and_metrics_start_at_zero(pushpy_server):
     stats = await server.stats()
     assert stats["sessions"]["total"] == 0 and stats["events"] == {
         "published": 0, "received": 0, "delivered": 0, "dropped": 0}
-    assert stats["backplane"] == {"kind": "MemoryBackplane", "up": True, "state": "up", "epoch": server.push.backplane.epoch}
+    assert stats["backplane"] == {"kind": "MemoryBackplane", "up": True, "state": "up",
+                                  "epoch": server.push.backplane.epoch}
     metrics = await server.metrics()
     assert sample(metrics, "pushpy_events_published_total") == 0
     assert sample(metrics, "pushpy_backplane_up") == 1

@@ -5,25 +5,28 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import sys
 import time
-from pathlib import Path
 
 import pytest_twisted
 from autobahn.twisted.websocket import WebSocketClientFactory
-from ops_support import WSWatcher, line_client, listen_tcp, open_body, open_ws
+from ops_support import (
+    WSWatcher,
+    free_port,
+    line_client,
+    listen_tcp,
+    open_body,
+    open_ws,
+    start_twistd,
+    wait_listening,
+)
 from server_support import eventually
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import Clock
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from pushpy.shutdown import drain
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class FakeTransport:
@@ -148,58 +151,6 @@ async def test_stop_service_closes_socketio_polls_and_websockets_then_drains(pus
     await eventually(lambda: stopped.called)  # the client that never polls again is given up on
     assert 0.8 < time.monotonic() - started < 3 and not server.push.socketio.engine.farewells
     assert (await server.http.get(root + f"polling&sid={between_sid}", timeout=5)).code == 400
-
-
-# -- a real twistd ------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Twistd(ProcessProtocol):
-    """``twistd -n pushpy`` in a subprocess."""
-
-    def __init__(self) -> None:
-        self.output = b""
-        self.ended: Deferred = Deferred()
-        self.code: int | None = None
-        self.signal: int | None = None
-
-    def outReceived(self, data: bytes) -> None:
-        self.output += data
-
-    errReceived = outReceived
-
-    def processEnded(self, reason) -> None:
-        self.code = reason.value.exitCode
-        self.signal = reason.value.signal
-        self.ended.callback(self)
-
-
-def start_twistd(tmp_path: Path, *args: str) -> Twistd:
-    process = Twistd()
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    command = [sys.executable, "-c", "import sys; sys.argv[0] = 'twistd'; "
-               "from twisted.scripts.twistd import run; run()",
-               "-n", "--pidfile=", "--logfile", str(tmp_path / "twistd.log"), "pushpy", "--no-sources", *args]
-    reactor.spawnProcess(process, sys.executable, command, env=env, path=str(tmp_path))
-    return process
-
-
-async def wait_listening(port: int, process: Twistd, timeout: float = 20.0) -> None:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        assert not process.ended.called, process.output
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        d: Deferred = Deferred()
-        reactor.callLater(0.1, d.callback, None)
-        await d
-    raise AssertionError("twistd did not start listening")
 
 
 @pytest_twisted.ensureDeferred

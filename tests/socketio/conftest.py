@@ -8,25 +8,17 @@ the first time a session needs it.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sio_support import JS, SioServer
+from sio_support import SioServer, ensure_js
 
 
 @pytest.fixture(scope="session")
 def socketio_js() -> Path:
     """``tests/socketio/js`` with ``node_modules`` installed (``npm ci`` when missing)."""
-    if not (JS / "node_modules" / "socket.io-client").is_dir():
-        npm = shutil.which("npm")
-        if npm is None:
-            raise RuntimeError("npm is missing: Node 20 and npm are needed for the Socket.IO tests")
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS, check=True, timeout=300,
-                       stdout=subprocess.DEVNULL)
-    return JS
+    return ensure_js()
 
 
 def _server(*settings: str) -> Iterator[SioServer]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -29,3 +31,25 @@ class SioServer:
 
     def stop(self) -> None:
         stop_process(self.process)
+
+
+def ensure_js() -> Path:
+    """``js/`` with ``node_modules`` installed (``npm ci`` from the lock file when missing)."""
+    if not (JS / "node_modules" / "socket.io-client").is_dir():
+        npm = shutil.which("npm")
+        if npm is None:
+            raise RuntimeError("npm is missing: Node 20 and npm are needed for the Socket.IO tests")
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS, check=True, timeout=300,
+                       stdout=subprocess.DEVNULL)
+    return JS
+
+
+def scenario(js: Path, name: str, origin: str) -> dict[str, Any]:
+    """Run one scenario of ``js/scenarios.js`` against ``origin``; what the client saw."""
+    node = shutil.which("node")
+    assert node, "node (20) is needed"
+    done = subprocess.run([node, str(js / "scenarios.js"), name, origin], capture_output=True,
+                          text=True, timeout=60, cwd=js)
+    lines = done.stdout.strip().splitlines()
+    assert done.returncode == 0 and lines, f"{name}: {done.stdout}\n{done.stderr}"
+    return json.loads(lines[-1])

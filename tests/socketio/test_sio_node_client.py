@@ -7,22 +7,15 @@ does step by step) and checks what the client saw.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from sio_support import SioServer
+from sio_support import scenario as run_scenario
 
 
 def scenario(js: Path, name: str, server: SioServer) -> dict[str, Any]:
-    node = shutil.which("node")
-    assert node, "node (20) is needed"
-    done = subprocess.run([node, str(js / "scenarios.js"), name, server.origin], capture_output=True,
-                          text=True, timeout=60, cwd=js)
-    lines = done.stdout.strip().splitlines()
-    assert done.returncode == 0 and lines, f"{name}: {done.stdout}\n{done.stderr}"
-    return json.loads(lines[-1])
+    return run_scenario(js, name, server.origin)
 
 
 def test_connect_upgrade_rooms_acks_binary_namespaces(socketio_js, sio_server):

@@ -113,15 +113,17 @@ class Exchange:
 
 
 def open_request(server: PushServer, query: str, *, resource: Any = None, method: bytes = b"GET",
-                 agent: bytes | None = None, peer: str = "192.168.1.1") -> Exchange:
-    """Send ``GET <endpoint>?<query>`` to ``server``'s Pushlet resource from ``peer``."""
+                 agent: bytes | None = None, peer: str = "192.168.1.1", body: bytes = b"") -> Exchange:
+    """Send ``<method> <endpoint>?<query>`` (with ``body``) to ``server``'s Pushlet resource from ``peer``."""
     channel = RecordingChannel(IPv4Address("TCP", peer, 12344))
     channel.site = Site(resource if resource is not None else server.pushlet_resource(),
                         reactor=server.reactor)
     request = Request(channel)
     if agent is not None:
         request.requestHeaders.setRawHeaders(b"user-agent", [agent])
-    request.gotLength(0)
+    request.gotLength(len(body))
+    if body:
+        request.handleContentChunk(body)
     request.requestReceived(method, ENDPOINT + b"?" + query.encode(), b"HTTP/1.0")
     return Exchange(request, channel)
 

@@ -134,6 +134,58 @@ const scenarios = {
     return r;
   },
 
+  // Against a round-robin balancer over several `twistd pushpy` nodes (built-in events only).
+  async cluster() {
+    const r = {};
+    const s = await connected(open("", { transports: ["polling"] }));
+    r.sid = s.io.engine.id;
+    r.subscribed = await s.emitWithAck("subscribe", "/chat/cluster");
+    const t = await connected(open("", { transports: ["polling"] }));
+    const said = once(s, "said");
+    r.published = await t.emitWithAck("publish", "/chat/cluster", "said", { text: "hi" }, Buffer.from([0, 1, 255]));
+    const got = await said;
+    r.said = [got[0], Array.from(got[1])];
+    // Default transports: the upgrade probe may land on a node that does not hold the session
+    // (refused: the client keeps polling) or on the one that does (upgraded).
+    const d = await connected(open("", {}));
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    r.defaultTransport = d.io.engine.transport.name;
+    const heard = once(d, "said");
+    r.defaultSubscribed = await d.emitWithAck("subscribe", "/chat/cluster");
+    await t.emitWithAck("publish", "/chat/cluster", "said", "to both");
+    r.defaultHeard = await heard;
+    return r;
+  },
+
+  // Nodes with socketio.recovery=true behind the balancer. Prints "ready <engine sid>" once it has
+  // event 0: the test then SIGKILLs the node holding the session and publishes events 1 to 3.
+  async clusterRecover() {
+    const r = {};
+    const s = open("", { transports: ["polling"], reconnection: true, reconnectionDelay: 300,
+                         reconnectionDelayMax: 300 });
+    await connected(s);
+    r.subscribed = await s.emitWithAck("subscribe", "/chat/crec");
+    const seen = [];
+    s.on("data", (fields, offset) => seen.push([fields.n, offset]));
+    await s.emitWithAck("publish", "/chat/crec", "data", { n: "0" });
+    await until(() => seen.length === 1, "the first event");
+    const id = s.id;
+    const gone = once(s, "disconnect");
+    const back = new Promise((resolve) => s.io.once("reconnect", resolve));
+    console.log("ready " + s.io.engine.id);
+    r.reason = (await gone)[0];
+    await back;
+    await until(() => s.connected, "the reconnection");
+    r.recovered = s.recovered;
+    r.sameId = s.id === id;
+    r.engine = s.io.engine.id;
+    await until(() => seen.length === 4, "the missed events");
+    await s.emitWithAck("publish", "/chat/crec", "data", { n: "4" });
+    await until(() => seen.length === 5, "a live event after recovery");
+    r.seen = seen.map((pair) => pair[0]);
+    return r;
+  },
+
   async cross() {
     const r = { sse: [] };
     const stream = await new Promise((resolve, reject) => {
