@@ -589,7 +589,7 @@ class RedisBackplane:
                 recovered, reason = False, "history expired"
                 continue
             events.append(event)
-        return Recovery(events=events, recovered=recovered, reason=reason)
+        return Recovery(events=events, recovered=recovered, reason=reason, upto=seq)
 
 
 def _unavailable(reason: Any) -> Any:

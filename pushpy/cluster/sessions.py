@@ -54,7 +54,7 @@ from pushpy import protocol as P
 from pushpy.auth import IDENTITY, Credentials, Identity
 from pushpy.cluster.link import Script
 from pushpy.core.events import Route, make_event
-from pushpy.core.history import Recovery, owner_keys, parse_position
+from pushpy.core.history import Recovery, live_floor, owner_keys, parse_position
 from pushpy.core.sessions import EndReason, Session, SessionState
 from pushpy.errors import ClientError
 from pushpy.web.authz import (
@@ -549,6 +549,7 @@ class SharedSessions:
             merged.insert(0, (self._notice(session, f"events lost: {recovery.reason}"), None))
         session.queue.refill(merged)
         session.position = position
+        session.floor = live_floor(recovery, self.backplane.position)
         return session
 
     def _make(self, session_id: str, record: dict[str, str], identity: Identity | None) -> Session:

@@ -266,6 +266,10 @@ class Dispatcher:
             # The hot loop of fan-out: one iteration per recipient, kept flat.
             if session.state is not listening:
                 continue
+            if session.floor is not None:
+                if (event.offset or 0) <= session.floor:
+                    continue  # queued already by a resume that read the log ahead of us
+                session.floor = None
             channels = session.channels
             if not channels and now - session.last_alive > self._liveness(session):
                 self.end(session, EndReason.LIVENESS)

@@ -60,11 +60,30 @@ def wanted(event: Event, matches: Callable[[str], bool], owners: frozenset[Route
 
 @dataclass(frozen=True, slots=True)
 class Recovery:
-    """What a resume found: the missed events in order, and whether that is all."""
+    """What a resume found: the missed events in order, and whether that is all.
+
+    ``upto``: the log offset the read reached, when the log can be ahead of
+    this node's live delivery (Redis): the resumed session must then skip live
+    events up to it (:attr:`Session.floor <pushpy.core.sessions.Session.floor>`).
+    """
 
     events: list[Event] = field(default_factory=list)
     recovered: bool = True
     reason: str | None = None
+    upto: int | None = None
+
+
+def live_floor(recovery: Recovery, position: str | None) -> int | None:
+    """After ``recovery``, the offset up to which live events are repeats, or ``None``.
+
+    ``position`` is this node's live position: when the log read reached
+    further (Redis: the reply can overtake the pub/sub messages), the events
+    between are in the recovery already and will arrive live too.
+    """
+    if recovery.upto is None or recovery.reason == "unknown epoch":
+        return None
+    parsed = parse_position(position)
+    return recovery.upto if recovery.upto > (parsed[1] if parsed else 0) else None
 
 
 def parse_position(token: str | None) -> tuple[str, int] | None:

@@ -69,7 +69,7 @@ class Session:
     """One client session."""
 
     __slots__ = (
-        "address", "channels", "created", "data", "deadline", "format", "id",
+        "address", "channels", "created", "data", "deadline", "floor", "format", "id",
         "last_active", "last_alive", "mode", "position", "queue", "queued_deadline",
         "state", "subscriptions", "timeout", "user", "user_agent",
     )
@@ -92,6 +92,9 @@ class Session:
                       else EventQueue(queue_size - 1))
         self.channels: list[Channel] = []
         self.position: str | None = None
+        #: Live events up to this log offset are queued already (read from the log by a
+        #: resume that got ahead of this node's live delivery): skipped, then ``None``.
+        self.floor: int | None = None
         self.user: str | None = None
         self.data: dict[str, object] = {}
         self.deadline: float | None = None

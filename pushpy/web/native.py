@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 from pushpy import protocol as P
 from pushpy.auth import Credentials, Identity
 from pushpy.core.events import Event, Route, make_event
-from pushpy.core.history import Recovery, owner_keys, parse_position
+from pushpy.core.history import Recovery, live_floor, owner_keys, parse_position
 from pushpy.core.limits import check_event, check_publish_rate
 from pushpy.core.sessions import Delivery, EndReason, Session, SessionState
 from pushpy.core.subjects import Subscription
@@ -229,6 +229,10 @@ class NativeProtocol:
                       else None) for event in recovery.events]
         session.queue.refill([(make_event(P.RECOVERY, now, **fields), None),
                               *_by_offset(recovered, kept)])
+        if routed and len(subscriptions) == len(session.subscriptions):
+            # Everything the session is owed up to the read's end is queued: no live repeats.
+            # (A resume of some subscriptions only cannot say so for the others.)
+            session.floor = live_floor(recovery, self.server.backplane.position)
         if session.channels:
             session.channels[-1].wake()
         return token if usable else self.server.backplane.position

@@ -255,7 +255,7 @@ class RefreshChannel(_Channel):
         # position is stored before the response is written (never twice).
         session = self.session
         previous = session.position
-        session.position = stored = self.server.backplane.position
+        session.position = stored = covered_position(self.server.backplane.position, session.floor)
         self.server.scheduler.set(self, None)
         session.detach(self)
         written = shared.save_position(session)
@@ -299,3 +299,10 @@ def refresh_url(request: Request, session_id: str) -> str:
     path = request.path.decode("latin-1")
     return f"{path}?{P.P_ID}={session_id}&{P.P_EVENT}={P.REFRESH}"
 
+
+def covered_position(position: str, floor: int | None) -> str:
+    """The node's ``position``, or ``floor`` in its epoch when a log read queued events beyond it."""
+    epoch, _, offset = position.rpartition(":")
+    if floor is None or not offset.isdigit() or int(offset) >= floor:
+        return position
+    return f"{epoch}:{floor}"

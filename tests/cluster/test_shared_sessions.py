@@ -18,7 +18,7 @@ from pushpy.config import Config
 from pushpy.core.history import Recovery
 from pushpy.server import PushServer
 from pushpy.web.authz import session_key_digest
-from pushpy.web.native import NativeProtocol
+from pushpy.web.native import ANNOUNCE, NativeProtocol
 from pushpy.web.site import build_site
 
 
@@ -121,3 +121,42 @@ async def test_a_websocket_gone_while_continuing_another_nodes_session_leaves_it
         stopped = server.stopService()
         if stopped is not None:
             await stopped
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_resume_that_reads_the_log_ahead_of_live_delivery_queues_no_repeats():
+    """A node's pub/sub messages can arrive after the reply of a log read that already holds their
+    events: a session resumed from the log skips those live repeats (``Session.floor``), and a
+    Pushlet pull copy stores a position covering what it queued (no repeats on the next node)."""
+    prefix = unique_prefix()
+    servers = [PushServer(Config(), reactor=reactor,
+                          backplane=RedisBackplane(REDIS_URL, reactor=reactor, prefix=prefix))
+               for _ in range(2)]
+    a, b = servers
+    try:
+        for push in servers:
+            await push.backplane.start()
+        first, start = await answer(NativeProtocol(a).connect(
+            {"subject": "/f"}, last_event_id=None, address="127.0.0.1", user_agent="test",
+            now=reactor.seconds()))
+        key = first.data[ANNOUNCE]
+        b.backplane.link.subscriber.transport.pauseProducing()  # b's live delivery lags from here
+        ids = [(await a.publish("/f", n=str(i))).offset for i in range(3)]
+        session, _ = await answer(NativeProtocol(b).connect(
+            {"session": first.id, "session_key": key}, last_event_id=start, address="127.0.0.1",
+            user_agent="test", now=reactor.seconds()))
+        assert session.floor == ids[-1]
+        b.backplane.link.subscriber.transport.resumeProducing()
+        later = (await a.publish("/f", n="3")).offset
+        for _ in range(100):
+            if b.backplane.last_offset >= later:
+                break
+            await sleep(0.02)
+        queued = [event.offset for event, _ in session.queue.drain() if event.offset is not None]
+        assert queued == [*ids, later]
+        assert session.floor is None
+    finally:
+        for push in servers:
+            push.dispatcher.shutdown()
+            push.backplane.stop()
+        delete_prefix(prefix)

@@ -686,3 +686,18 @@ def test_an_open_connection_holds_a_native_session_past_its_lease():
     s.detach(channel)
     assert d.expire(10.0) == []  # the lease runs from the last check it was held at
     assert d.expire(11.5) == [s]
+
+
+def test_a_session_floor_skips_live_repeats_of_what_a_log_read_queued():
+    """Events up to ``session.floor`` were queued by a resume from the log: their live copies are
+    skipped; the first later event is delivered and lifts the floor."""
+    d = Dispatcher()
+    resumed, other = listening(d), listening(d)
+    for session in (resumed, other):
+        d.subscribe(session, "/f")
+    resumed.floor = 2
+    delivered = [d.deliver(data_event("/f", {"n": str(n)}, 0.0).stored(n, "e"), 0.0) for n in (1, 2, 3, 4)]
+    assert delivered == [1, 1, 2, 2]
+    assert [event.offset for event, _ in resumed.take(0.0)] == [3, 4]
+    assert [event.offset for event, _ in other.take(0.0)] == [1, 2, 3, 4]
+    assert resumed.floor is None
