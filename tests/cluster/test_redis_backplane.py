@@ -263,3 +263,25 @@ async def test_direct_messages_reach_one_node_and_tell_when_it_is_gone(make):
         await sleep(0.02)
     assert await a.send_direct(c.node, "t", "to a stopped node") == 0
     assert got["c"] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_refused_subscriber_connection_closes_the_command_connection(make):
+    """The command connection succeeds, the subscriber one is refused: the command connection
+    is closed (not left open while reconnecting makes another), and the next pair comes up."""
+    from relay import Relay
+
+    relay = Relay()
+    relay.accepting = 1  # the command connection gets through, then the port closes
+    backplane = make(relay.url)
+    started = backplane.start()
+    await eventually(lambda: not relay.listening)
+    await eventually(lambda: backplane.link.failures >= 1)
+    await eventually(lambda: not relay.fronts)  # before the fix: the command connection stayed open
+    relay.reopen()
+    await started
+    assert backplane.state == "up"
+    await sleep(0.3)
+    assert len(relay.fronts) == 2  # one command connection, one subscriber connection
+    backplane.stop()
+    await relay.close()
