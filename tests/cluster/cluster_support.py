@@ -192,6 +192,13 @@ def no_traceback(nodes: list[Node]) -> None:
         assert "Traceback" not in node.log(), node.log()[-3000:]
 
 
+def poll(port: int, *, status: int = 200, **params: str) -> dict | None:
+    """One native ``poll``; its answer (``None`` when the expected status is an error)."""
+    got, body = http(port, "GET", "/pushlet/poll?" + urlencode(params))
+    assert got == status, (got, body)
+    return json.loads(body) if status == 200 else None
+
+
 def pushlet(port: int, **params: str) -> tuple[int, list[dict[str, str]], bytes]:
     """One Pushlet request: its status, its events (``xml`` format) when 200, and its body."""
     status, body = http(port, "GET", "/pushlet/pushlet.srv?" + urlencode(params))

@@ -3,11 +3,19 @@ requests refused for a session announce nothing; a session that moved stays pres
 
 from __future__ import annotations
 
-import json
 import time
 from urllib.parse import urlencode
 
-from cluster_support import Node, SSEClient, http, pushlet, token_maker, unique_prefix, wait_until
+from cluster_support import (
+    Node,
+    SSEClient,
+    http,
+    poll,
+    pushlet,
+    token_maker,
+    unique_prefix,
+    wait_until,
+)
 from redis_keys import delete_prefix
 
 SECRET = "cluster-presence-secret"
@@ -128,14 +136,6 @@ def test_a_pushlet_session_that_moved_stays_online_when_its_old_copy_expires(tmp
         a.stop()
         b.stop()
         delete_prefix(prefix)
-
-
-def poll(port: int, *, status: int = 200, **params: str) -> dict | None:
-    """One native ``poll``; its answer (``None`` when the expected status is an error)."""
-    got, body = http(port, "GET", "/pushlet/poll?" + urlencode(params))
-    assert got == status, (got, body)
-    return json.loads(body) if status == 200 else None
-
 
 
 def test_a_stopped_nodes_users_leave_on_the_companion_subject(tmp_path):
