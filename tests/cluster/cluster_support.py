@@ -371,6 +371,7 @@ class SSEClient:
         if kind == "open":
             self.session = message["session"]
             self.key = message.get("session_key", self.key)
+            self.last_id = self.last_id or message.get("position") or ""  # as pushpy.js
             self.opened.set()
         elif kind == "event":
             self.events.append(message)
