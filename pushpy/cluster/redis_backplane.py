@@ -198,6 +198,9 @@ class RedisBackplane:
         self.departure_listeners: list[Callable[[str, str], object]] = []
         #: Called when this node's presence members may have been removed (reaped, Redis lost).
         self.rejoin_listeners: list[Callable[[], object]] = []
+        #: Called after each reconnect, once caught up (not after the first connect): what
+        #: this node missed or could not write meanwhile may need doing.
+        self.reconnect_listeners: list[Callable[[], object]] = []
         self._heartbeat: Any = None
         self._ready: list[Deferred] = []
 
@@ -449,9 +452,9 @@ class RedisBackplane:
             return
         self._deliver(epoch, int(offset_text), payload)
 
-    def _hand(self, listener: Callable[[str], object], message: str) -> None:
+    def _hand(self, listener: Callable[..., object], *args: str) -> None:
         try:
-            listener(message)
+            listener(*args)
         except Exception:
             self.log.failure("backplane message listener failed")
 
@@ -560,6 +563,9 @@ class RedisBackplane:
         for d in ready:
             d.callback(self)
         self._flush()
+        if self.reconnects > 1:
+            for listener in list(self.reconnect_listeners):
+                self._hand(listener)
 
     def _catch_up_failed(self, reason: Any) -> None:
         self.log.warn("redis catch-up failed: {error}", error=reason.getErrorMessage())

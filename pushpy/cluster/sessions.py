@@ -151,6 +151,18 @@ redis.call('PUBLISH', ARGV[3], 'attach ' .. ARGV[4] .. ' ' .. ARGV[1] .. ' ' .. 
 return n
 """)
 
+#: KEYS: records.  The 1-based indexes of those that are tombstones.
+ENDED = Script("""
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('HGET', key, 'ended') == '1' then out[#out + 1] = i end
+end
+return out
+""")
+
+#: Records :meth:`SharedSessions.check_copies` reads per script.
+_BATCH = 500
+
 #: What an admission check answers when the record is not for this request (no copy).
 _NO_COPY = object()
 
@@ -184,6 +196,7 @@ class SharedSessions:
         self._next_renewal = 0.0
         self._renewed_at = 0.0
         backplane.control_listeners.append(self._control)
+        backplane.reconnect_listeners.append(self.check_copies)
         server.dispatcher.on_end.append(self._ended)
         server.dispatcher.on_subscriptions.append(self._native_subscriptions)
 
@@ -686,6 +699,30 @@ class SharedSessions:
         mine = local.data.get(_ATTACH, 0)
         if mine is not None and n > mine:  # type: ignore[operator]
             self._superseded(local)
+
+    def check_copies(self) -> None:
+        """End the local sessions whose record is a tombstone (after a reconnect: their ``end``
+        notice may have been missed while pub/sub was down); one script per :data:`_BATCH`.
+
+        A missing record is no proof of an end (Redis may have lost it): those copies stay,
+        and their records are written again by :meth:`renew` while connected.
+        """
+        held = [session.id for session in self.server.dispatcher.sessions.values()
+                if session.state is not SessionState.ENDED
+                and (session.data.get(SHARED) or session.format in CODECS)]
+        for start in range(0, len(held), _BATCH):
+            ids = held[start:start + _BATCH]
+            found = self.link.eval(ENDED, [self.key(i) for i in ids], [])
+            self._run(found.addCallback(self._end_copies, ids))
+
+    def _end_copies(self, indexes: list[Any], ids: list[str]) -> None:
+        for index in indexes or []:
+            session_id = ids[int(index) - 1]
+            local = self.server.dispatcher.find(session_id)
+            if local is not None:
+                self.log.info("session {id}: ended on another node (notice missed): ended here",
+                              id=session_id)
+                self._end_here(local)
 
     def _end_here(self, local: Session) -> None:
         """End the local copy of a session ended on another node (nothing written, nothing announced)."""

@@ -174,6 +174,59 @@ class RedisServer:
             self.process.wait(10)
 
 
+class CuttableRelay:
+    """A TCP relay (threads) from a loopback port to Redis, for a node of a process test.
+
+    :meth:`cut` closes every relayed connection and refuses new ones until
+    :meth:`reopen`: that node alone loses Redis (its commands and its pub/sub).
+    """
+
+    def __init__(self, target: int = 6379) -> None:
+        self.target = target
+        self.port = free_port()
+        self.lock = threading.Lock()
+        self.sockets: list[socket.socket] = []
+        self.listener: socket.socket | None = None
+        self.reopen()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def reopen(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        with self.lock:
+            listener, self.listener = self.listener, None
+            sockets, self.sockets = self.sockets, []
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)  # wakes its accept() (Linux)
+            listener.close()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+                backend = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                return
+            with self.lock:
+                self.sockets += [client, backend]
+            for source, sink in ((client, backend), (backend, client)):
+                threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
+
+
 def token_maker(secret: str) -> Callable[[str], str]:
     """``token(user)`` for ``auth.token.secret=secret``: one token per user (a session is bound to
     the token it joined with), granting every subject."""

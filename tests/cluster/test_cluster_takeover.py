@@ -2,7 +2,9 @@
 
 A second connection of a session ends the first, wherever each is; a session
 ended by its queue overflowing is over on every node (its client gets a new
-session), unless it had moved on and only a copy left behind overflowed.
+session), unless it had moved on and only a copy left behind overflowed; a
+node that missed a session's end while cut off from Redis ends its copy once
+reconnected.
 """
 
 from __future__ import annotations
@@ -15,11 +17,16 @@ from typing import Any
 from urllib.parse import urlencode
 
 from cluster_support import (
+    CuttableRelay,
+    Node,
+    http,
     poll,
     publish,
     running_cluster,
+    unique_prefix,
     wait_until,
 )
+from redis_keys import delete_prefix
 
 
 class RawSSE:
@@ -123,3 +130,39 @@ def test_a_copy_left_behind_that_overflows_does_not_end_the_session(tmp_path):
             stream.close()
         assert poll(a.port, subject="/o", session=session, session_key=key)["session"] == session
 
+
+def test_a_copy_whose_end_notice_was_missed_ends_after_reconnect(tmp_path):
+    """b is cut off from Redis (commands and pub/sub) while the session ends on a: it misses the
+    ``end`` notice, and keeps its copy; once reconnected it finds the tombstone and ends the copy."""
+    relay = CuttableRelay()
+    prefix = unique_prefix()
+    a = Node(tmp_path, prefix)
+    b = Node(tmp_path, prefix, relay.url)
+    try:
+        a.wait()
+        b.wait()
+        first = poll(a.port, subject="/m")
+        session, key = first["session"], first["session_key"]
+        assert poll(b.port, subject="/m", session=session, session_key=key)["session"] == session
+        relay.cut()
+        wait_until(lambda: b.stats()["backplane"]["state"] == "degraded")
+        assert send(a.port, session, key, {"type": "leave"}) == 200  # ended on a (the tombstone)
+        assert b.stats()["sessions"]["total"] == 1  # b missed it: its copy is served still
+        assert send(b.port, session, key, {"type": "hb"}) == 200
+        relay.reopen()
+        wait_until(lambda: b.stats()["backplane"]["state"] == "up", timeout=20)
+        wait_until(lambda: b.stats()["sessions"]["total"] == 0)
+        assert send(b.port, session, key, {"type": "hb"}) == 404
+        assert poll(b.port, subject="/m", session=session, session_key=key)["session"] != session
+    finally:
+        a.stop()
+        b.stop()
+        relay.cut()
+        delete_prefix(prefix)
+
+
+def send(port: int, session: str, key: str, message: dict[str, Any]) -> int:
+    """``POST send`` of one client message; the status."""
+    status, _ = http(port, "POST", "/pushlet/send?" + urlencode({"session": session, "session_key": key}),
+                     json.dumps(message).encode(), {"Content-Type": "text/plain"})
+    return status
