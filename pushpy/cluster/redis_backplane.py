@@ -46,7 +46,7 @@ from pushpy.cluster.link import RedisLink, Script
 from pushpy.cluster.presence import NODE_TTL, RedisPresence
 from pushpy.core.events import Event, Route
 from pushpy.core.history import Recovery, parse_position, wanted
-from pushpy.errors import ClientError
+from pushpy.errors import BackplaneUnavailable, ClientError
 from pushpy.interfaces import IBackplane
 
 Receiver = Callable[[Event], object]
@@ -303,12 +303,21 @@ class RedisBackplane:
         return d.addCallbacks(pick, _unavailable)
 
     def presence_enter(self, subject: str, user: str, member: str) -> Deferred:
-        """Add ``member`` of ``user`` on ``subject`` (this node's); True when the user was absent."""
-        return self.presence_store.enter(subject, user, member)
+        """Add ``member`` of ``user`` on ``subject`` (this node's); True when the user was absent.
+
+        Fails with :class:`~pushpy.errors.BackplaneUnavailable` while Redis is unreachable
+        (as do the other presence writes).
+        """
+        return self.presence_store.enter(subject, user, member).addErrback(_presence_unavailable)
 
     def presence_leave(self, subject: str, user: str, member: str) -> Deferred:
         """Remove ``member``; True when ``user`` has no member left on ``subject`` on any live node."""
-        return self.presence_store.leave(subject, user, member)
+        return self.presence_store.leave(subject, user, member).addErrback(_presence_unavailable)
+
+    def presence_sync(self, members: list[tuple[str, str, str]]) -> Deferred:
+        """Make this node's members exactly ``members`` ((subject, user, member)); fires with the
+        (subject, user, ``join``/``leave``) changes to announce."""
+        return self.presence_store.sync(members).addErrback(_presence_unavailable)
 
     def presence(self, subject: str) -> Deferred:
         """``{user: members}`` on ``subject`` over the live nodes."""
@@ -604,6 +613,14 @@ def _unavailable(reason: Any) -> Any:
 
     if reason.check(txredisapi.ConnectionError):
         raise ClientError("the backplane is unavailable: try again shortly", 503)
+    return reason
+
+
+def _presence_unavailable(reason: Any) -> Any:
+    import txredisapi
+
+    if reason.check(txredisapi.ConnectionError):
+        raise BackplaneUnavailable(reason.getErrorMessage())
     return reason
 
 

@@ -141,11 +141,13 @@ def running_cluster(tmp: Path, count: int = 3,
 
 
 class RedisServer:
-    """A private ``redis-server`` without persistence (a restart loses everything)."""
+    """A private ``redis-server``, by default without persistence (a restart loses everything);
+    ``persistent``: with an append-only file, so :meth:`stop` then :meth:`start` keeps its data."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *, persistent: bool = False) -> None:
         self.port = free_port()
         self.tmp = tmp
+        self.persistent = persistent
         self.process: subprocess.Popen | None = None
         self.start()
 
@@ -156,7 +158,7 @@ class RedisServer:
     def start(self) -> None:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.tmp)],
+             "--appendonly", "yes" if self.persistent else "no", "--dir", str(self.tmp)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(self._answers)
 
@@ -171,6 +173,12 @@ class RedisServer:
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM: Redis closes its clients and, when persistent, writes its data out."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
             self.process.wait(10)
 
 
