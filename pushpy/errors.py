@@ -27,5 +27,9 @@ class ClientError(PushpyError):
         self.status = status
 
 
+class BackplaneUnavailable(PushpyError):
+    """The backplane cannot be reached now: a known, temporary state (it reconnects by itself)."""
+
+
 class UsageError(PushpyError, ValueError):
     """Local code misused the API (bad argument, bad configuration)."""

@@ -13,8 +13,12 @@ subject (``/presence`` + subject, :func:`~pushpy.core.presence.presence_subject`
 Anonymous sessions have no presence.  Backplane answers may be Deferreds.
 
 A clustered backplane may also report users of a dead node now absent
-(``departure_listeners``: the tracker announces their ``leave``) and ask the
-node to enter its members again after they were removed (``rejoin_listeners``).
+(``departure_listeners``: the tracker announces their ``leave``), ask the
+node to set its members again after they were removed (``rejoin_listeners``;
+the tracker calls its ``presence_sync``), and tell it it reconnected
+(``reconnect_listeners``): enters and leaves that failed meanwhile with
+:class:`~pushpy.errors.BackplaneUnavailable` (one warning each, no traceback)
+are then made good by the same ``presence_sync``.
 With such a backplane a stopping node leaves its members to be reaped (its
 stop deletes its heartbeat key), so their ``leave`` is announced by a node
 that stays up.
@@ -26,10 +30,12 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from pushpy import protocol as P
 from pushpy.core.presence import ONLINE, presence_subject, presence_subjects
 from pushpy.core.sessions import EndReason, Session, SessionState
+from pushpy.errors import BackplaneUnavailable
 
 if TYPE_CHECKING:
     from pushpy.server import PushServer
@@ -68,20 +74,39 @@ class PresenceTracker:
         rejoins = getattr(server.backplane, "rejoin_listeners", None)
         if rejoins is not None:
             rejoins.append(self.rejoin)
+        reconnects = getattr(server.backplane, "reconnect_listeners", None)
+        if reconnects is not None:
+            reconnects.append(self.reconnected)
+        #: Some enter or leave failed while the backplane was unavailable: set right on reconnect.
+        self.unsynced = False
 
     def departed(self, subject: str, user: str) -> None:
         """``user``'s last member on ``subject`` was on a dead node: announce the leave."""
-        self.server.publish(presence_subject(subject), {"user": user, "action": "leave", "subject": subject})
+        self._announce(subject, user, "leave")
+
+    def reconnected(self) -> None:
+        if self.unsynced:
+            self.rejoin()
 
     def rejoin(self) -> None:
-        """Enter every local member again (the backplane lost them); joins announced where absent."""
+        """Set this node's members in the backplane to its live ones (``presence_sync``: they were
+        removed, or enters and leaves failed meanwhile); the changes it reports are announced."""
+        self.unsynced = False
+        members = []
         for session in list(self.server.dispatcher.sessions.values()):
             if session.user is None or session.state is SessionState.ENDED:
                 continue
-            for subject in sorted(session.data.get(PRESENT, set())):  # type: ignore[arg-type]
-                self._enter(subject, session)
+            subjects = set(session.data.get(PRESENT, set()))  # type: ignore[call-overload]
             if session.data.get(IS_ONLINE):
-                self._enter(ONLINE, session)
+                subjects.add(ONLINE)
+            members += [(subject, session.user, session.id) for subject in sorted(subjects)]
+
+        def announce(changes: list[tuple[str, str, str]]) -> None:
+            for subject, user, action in changes:
+                self._announce(subject, user, action)
+
+        synced = maybeDeferred(self.server.backplane.presence_sync, members)
+        synced.addCallback(announce).addErrback(self._failed, "sync", "members", "every subject")
 
     def listening(self, session: Session) -> None:
         if session.user is not None:
@@ -126,9 +151,20 @@ class PresenceTracker:
     def _then(self, changed: Deferred, subject: str, user: str, action: str) -> None:
         def announce(first_or_last: Any) -> None:
             if first_or_last:
-                self.server.publish(presence_subject(subject),
-                                    {"user": user, "action": action, "subject": subject})
+                self._announce(subject, user, action)
 
-        changed.addCallback(announce).addErrback(
-            lambda f: self.log.failure("presence {action} of {user} on {subject} failed", f,
-                                       action=action, user=user, subject=subject))
+        changed.addCallback(announce).addErrback(self._failed, action, user, subject)
+
+    def _announce(self, subject: str, user: str, action: str) -> None:
+        self.server.publish(presence_subject(subject), {"user": user, "action": action, "subject": subject})
+
+    def _failed(self, reason: Failure, action: str, user: str, subject: str) -> None:
+        if reason.check(BackplaneUnavailable):
+            # A known state (the backplane is degraded): this node's members are set right,
+            # and the changes announced, once it is back.
+            self.unsynced = True
+            self.log.warn("presence {action} of {user} on {subject} deferred: backplane unavailable",
+                          action=action, user=user, subject=subject)
+            return
+        self.log.failure("presence {action} of {user} on {subject} failed", reason,
+                         action=action, user=user, subject=subject)

@@ -140,13 +140,16 @@ class RedisLink:
         async def connect() -> None:
             from twisted.internet.defer import Deferred as D
 
-            commands = await endpoint.connect(_Factory(make(txredisapi.RedisProtocol)))
-            subscriber = await endpoint.connect(_Factory(make(_Subscriber)))
+            made: list[Any] = []  # closed again when the pair cannot be completed
             try:
+                commands = await endpoint.connect(_Factory(make(txredisapi.RedisProtocol)))
+                made.append(commands)
+                subscriber = await endpoint.connect(_Factory(make(_Subscriber)))
+                made.append(subscriber)
                 await commands.whenConnected()
                 await subscriber.whenConnected()
-            except Exception:
-                for proto in (commands, subscriber):
+            except BaseException:
+                for proto in made:
                     proto.transport.loseConnection()
                 raise
             subscriber.on_message = self.on_message

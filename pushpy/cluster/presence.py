@@ -10,7 +10,8 @@ counting within the node TTL (:data:`NODE_TTL` by default).  Each heartbeat also
 *reaps*: one script (atomic, so exactly one node reaps each dead node) removes
 the dead nodes' members and returns the (subject, user) pairs now absent, whose
 ``leave`` the caller announces.  A node that finds itself reaped (it was cut off
-from Redis past its TTL) is told so, and enters its members again.  A session
+from Redis past its TTL) is told so, and sets its members again (:data:`SYNC`), as
+it does after an outage during which some of its enters and leaves failed.  A session
 moving between nodes is briefly a member on both (a user's count may be one too
 high until the old copy ends).
 """
@@ -117,6 +118,54 @@ return out
 """)
 
 
+#: KEYS: presence-keys set; ARGV: node-key prefix, this node's id, presence-key prefix, then
+#: (subject, user, member) triples: this node's members, all of them.  Makes this node's members
+#: in Redis exactly those; returns flat (subject, user, action) of users now present
+#: (``join``) or absent (``leave``) on a subject over the live nodes.
+SYNC = Script("""
+local nodes, node, prefix = ARGV[1], ARGV[2], ARGV[3]
+local wanted, keys = {}, {}
+for i = 4, #ARGV, 3 do
+  local key = prefix .. ARGV[i]
+  wanted[key] = wanted[key] or {}
+  wanted[key][ARGV[i + 2] .. '@' .. node] = ARGV[i + 1]
+  keys[key] = true
+end
+for _, key in ipairs(redis.call('SMEMBERS', KEYS[1])) do keys[key] = true end
+local out = {}
+for key in pairs(keys) do
+  local want = wanted[key] or {}
+  local flat = redis.call('HGETALL', key)
+  local before, after = {}, {}
+  for i = 1, #flat, 2 do
+    local field, user = flat[i], flat[i + 1]
+    local owner = string.match(field, '@([^@]*)$')
+    if owner == node then
+      before[user] = true
+      if want[field] == nil then redis.call('HDEL', key, field) end
+    elseif owner and redis.call('EXISTS', nodes .. owner) == 1 then
+      before[user] = true
+      after[user] = true
+    end
+  end
+  for field, user in pairs(want) do
+    redis.call('HSET', key, field, user)
+    after[user] = true
+  end
+  if next(want) ~= nil then redis.call('SADD', KEYS[1], key) end
+  if redis.call('HLEN', key) == 0 then redis.call('SREM', KEYS[1], key) end
+  local subject = string.sub(key, #prefix + 1)
+  for user in pairs(after) do
+    if not before[user] then out[#out + 1] = subject; out[#out + 1] = user; out[#out + 1] = 'join' end
+  end
+  for user in pairs(before) do
+    if not after[user] then out[#out + 1] = subject; out[#out + 1] = user; out[#out + 1] = 'leave' end
+  end
+end
+return out
+""")
+
+
 class RedisPresence:
     """The presence methods of :class:`~pushpy.cluster.redis_backplane.RedisBackplane`."""
 
@@ -162,6 +211,20 @@ class RedisPresence:
     def leave(self, subject: str, user: str, member: str) -> Deferred:
         d = self.link.eval(LEAVE, [self.key(subject)], [self.nodes, user, f"{member}@{self.node}"])
         return d.addCallback(lambda absent: int(absent) == 1)
+
+    def sync(self, members: list[tuple[str, str, str]]) -> Deferred:
+        """Make this node's members exactly ``members`` ((subject, user, member) triples); fires
+        with the (subject, user, action) changes of presence over the live nodes."""
+        args: list[str] = [self.nodes, self.node, self.key_prefix]
+        for triple in members:
+            args += triple
+        d = self.link.eval(SYNC, [self.keys], args)
+
+        def changes(flat: list[Any] | None) -> list[tuple[str, str, str]]:
+            items = [str(item) for item in flat or []]
+            return list(zip(items[::3], items[1::3], items[2::3], strict=False))
+
+        return d.addCallback(changes)
 
     def members(self, subject: str) -> Deferred:
         d = self.link.eval(COUNT, [self.key(subject)], [self.nodes])

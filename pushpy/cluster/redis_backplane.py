@@ -46,7 +46,7 @@ from pushpy.cluster.link import RedisLink, Script
 from pushpy.cluster.presence import NODE_TTL, RedisPresence
 from pushpy.core.events import Event, Route
 from pushpy.core.history import Recovery, parse_position, wanted
-from pushpy.errors import ClientError
+from pushpy.errors import BackplaneUnavailable, ClientError
 from pushpy.interfaces import IBackplane
 
 Receiver = Callable[[Event], object]
@@ -198,6 +198,9 @@ class RedisBackplane:
         self.departure_listeners: list[Callable[[str, str], object]] = []
         #: Called when this node's presence members may have been removed (reaped, Redis lost).
         self.rejoin_listeners: list[Callable[[], object]] = []
+        #: Called after each reconnect, once caught up (not after the first connect): what
+        #: this node missed or could not write meanwhile may need doing.
+        self.reconnect_listeners: list[Callable[[], object]] = []
         self._heartbeat: Any = None
         self._ready: list[Deferred] = []
 
@@ -300,12 +303,21 @@ class RedisBackplane:
         return d.addCallbacks(pick, _unavailable)
 
     def presence_enter(self, subject: str, user: str, member: str) -> Deferred:
-        """Add ``member`` of ``user`` on ``subject`` (this node's); True when the user was absent."""
-        return self.presence_store.enter(subject, user, member)
+        """Add ``member`` of ``user`` on ``subject`` (this node's); True when the user was absent.
+
+        Fails with :class:`~pushpy.errors.BackplaneUnavailable` while Redis is unreachable
+        (as do the other presence writes).
+        """
+        return self.presence_store.enter(subject, user, member).addErrback(_presence_unavailable)
 
     def presence_leave(self, subject: str, user: str, member: str) -> Deferred:
         """Remove ``member``; True when ``user`` has no member left on ``subject`` on any live node."""
-        return self.presence_store.leave(subject, user, member)
+        return self.presence_store.leave(subject, user, member).addErrback(_presence_unavailable)
+
+    def presence_sync(self, members: list[tuple[str, str, str]]) -> Deferred:
+        """Make this node's members exactly ``members`` ((subject, user, member)); fires with the
+        (subject, user, ``join``/``leave``) changes to announce."""
+        return self.presence_store.sync(members).addErrback(_presence_unavailable)
 
     def presence(self, subject: str) -> Deferred:
         """``{user: members}`` on ``subject`` over the live nodes."""
@@ -449,9 +461,9 @@ class RedisBackplane:
             return
         self._deliver(epoch, int(offset_text), payload)
 
-    def _hand(self, listener: Callable[[str], object], message: str) -> None:
+    def _hand(self, listener: Callable[..., object], *args: str) -> None:
         try:
-            listener(message)
+            listener(*args)
         except Exception:
             self.log.failure("backplane message listener failed")
 
@@ -560,6 +572,9 @@ class RedisBackplane:
         for d in ready:
             d.callback(self)
         self._flush()
+        if self.reconnects > 1:
+            for listener in list(self.reconnect_listeners):
+                self._hand(listener)
 
     def _catch_up_failed(self, reason: Any) -> None:
         self.log.warn("redis catch-up failed: {error}", error=reason.getErrorMessage())
@@ -598,6 +613,14 @@ def _unavailable(reason: Any) -> Any:
 
     if reason.check(txredisapi.ConnectionError):
         raise ClientError("the backplane is unavailable: try again shortly", 503)
+    return reason
+
+
+def _presence_unavailable(reason: Any) -> Any:
+    import txredisapi
+
+    if reason.check(txredisapi.ConnectionError):
+        raise BackplaneUnavailable(reason.getErrorMessage())
     return reason
 
 

@@ -34,10 +34,13 @@ session this node does not hold makes a local copy from the record
 (:meth:`SharedSessions.native_session`, same id, once binding, key and user
 passed), and the client's ``last_event_id`` resumes it from the log, unicasts
 to it included.  Records of sessions with an open connection are renewed by
-the node holding it (:meth:`SharedSessions.renew`).
+the node holding it (:meth:`SharedSessions.renew`).  Each connect makes its
+node the record's owner and closes the session's connections on the other
+nodes (:meth:`SharedSessions.attached`), as a second connection does on one node.
 
-A session ended by ``leave`` (or a dropped Pushlet stream) is replaced in Redis
-by a tombstone and ended on every node.  A local copy left behind by a session
+A session ended by ``leave`` (or a dropped Pushlet stream; a native one by
+overflow or liveness on its owner) is replaced in Redis by a tombstone and
+ended on every node.  A local copy left behind by a session
 that moved expires with its local lease.  See ``docs/scaling.md``.
 """
 
@@ -75,7 +78,11 @@ SHARED = "pushpy.shared"
 EXTRA = "pushpy.record_extra"
 #: The fields of a record this module writes.
 _FIELDS = frozenset({"format", "mode", "agent", "address", "user", "binding", "key", "owner", "subs",
-                     "listening", "position", "ended"})
+                     "listening", "position", "ended", "attach"})
+#: Key in ``Session.data``: the number of this node's newest connect of the native session
+#: (None while its ATTACH is in flight); ``_NEWEST``: the highest number any node announced.
+_ATTACH = "pushpy.attach"
+_NEWEST = "pushpy.attach_newest"
 
 if TYPE_CHECKING:
     from pushpy.cluster.redis_backplane import RedisBackplane
@@ -121,6 +128,41 @@ redis.call('HSET', KEYS[1], 'position', ARGV[3])
 return 1
 """)
 
+#: KEYS: record; ARGV: node, lease ms, control channel, session id, owner ('' for any).  Replaces
+#: the record with a tombstone and announces ``end`` (only while ``owner`` owns it); 1 when it did.
+TOMBSTONE = Script("""
+if ARGV[5] ~= '' and redis.call('HGET', KEYS[1], 'owner') ~= ARGV[5] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'ended', '1')
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], 'end ' .. ARGV[4] .. ' ' .. ARGV[1])
+return 1
+""")
+
+#: KEYS: record; ARGV: node, lease ms, control channel, session id.  A connect of the native
+#: session here: this node owns it, and the others hear ``attach <id> <node> <n>`` (n counts the
+#: connects).  n, or 0 when there is no live record.
+ATTACH = Script("""
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HGET', KEYS[1], 'ended') == '1' then return 0 end
+local n = redis.call('HINCRBY', KEYS[1], 'attach', 1)
+redis.call('HSET', KEYS[1], 'owner', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], 'attach ' .. ARGV[4] .. ' ' .. ARGV[1] .. ' ' .. n)
+return n
+""")
+
+#: KEYS: records.  The 1-based indexes of those that are tombstones.
+ENDED = Script("""
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('HGET', key, 'ended') == '1' then out[#out + 1] = i end
+end
+return out
+""")
+
+#: Records :meth:`SharedSessions.check_copies` reads per script.
+_BATCH = 500
+
 #: What an admission check answers when the record is not for this request (no copy).
 _NO_COPY = object()
 
@@ -154,6 +196,7 @@ class SharedSessions:
         self._next_renewal = 0.0
         self._renewed_at = 0.0
         backplane.control_listeners.append(self._control)
+        backplane.reconnect_listeners.append(self.check_copies)
         server.dispatcher.on_end.append(self._ended)
         server.dispatcher.on_subscriptions.append(self._native_subscriptions)
 
@@ -446,8 +489,7 @@ class SharedSessions:
             return False
         local = self.server.dispatcher.find(session_id)
         if local is not None:
-            self._quiet.add(session_id)
-            self.server.dispatcher.end(local, EndReason.LEAVE)
+            self._end_here(local)
         return True
 
     def _admit(self, record: dict[str, str], credentials: Credentials) -> Any:
@@ -602,21 +644,101 @@ class SharedSessions:
         if (reason is EndReason.LEAVE and session.data.get(SHARED)) or (
                 reason in (EndReason.LEAVE, EndReason.DISCONNECT) and not native):
             self.end_everywhere(session)
+        elif reason in (EndReason.OVERFLOW, EndReason.LIVENESS) and session.data.get(SHARED):
+            # Ended as on one node (its client gets a new session), unless the session has
+            # moved on: a copy left behind (another node owns the record) ends alone.
+            self.end_everywhere(session, only_owned=True)
 
-    def end_everywhere(self, session: Session) -> None:
-        """Tombstone the record of a session that ended here, and end its copies on other nodes."""
+    def end_everywhere(self, session: Session, *, only_owned: bool = False) -> None:
+        """Tombstone the record of a session that ended here, and end its copies on other nodes.
+
+        With ``only_owned``, only while this node owns the record (its last connect was here).
+        """
         # A tombstone, not a deletion: a node still holding a copy must not take a
         # missing record for one Redis lost, and bring the session back.
-        _pending(self._ending, session.id, self._write(session, {"ended": "1"}, only_present=False,
-                                                       replace=True))
-        self._run(self.backplane.send_control(f"end {session.id} {self.node}"))
+        _pending(self._ending, session.id, self._run(self.link.eval(
+            TOMBSTONE, [self.key(session.id)],
+            [self.node, self._lease_ms(session), self.backplane.control_channel, session.id,
+             self.node if only_owned else ""])))
 
     def moved_here(self, session: Session) -> None:
         """The session continues on this node: the other nodes end their copies (records untouched)."""
         self._run(self.backplane.send_control(f"end {session.id} {self.node}"))
 
+    def attached(self, session: Session) -> None:
+        """A client connects to its native session here: this node owns the record, and the
+        other nodes close their connections of the session, as one node does (:meth:`_control`).
+
+        Connects are numbered in Redis, so a notice that arrives late (the client came back
+        here since) closes nothing.
+        """
+        if not session.data.get(SHARED) or not self.link.up:
+            return
+        before = session.data.get(_ATTACH, 0)
+        session.data[_ATTACH] = None  # in flight: notices wait for the answer
+
+        def answered(n: Any) -> None:
+            session.data[_ATTACH] = int(n)
+            if int(n) and session.data.get(_NEWEST, 0) > int(n):  # type: ignore[operator]
+                self._superseded(session)
+
+        def failed(reason: Any) -> Any:
+            session.data[_ATTACH] = before
+            return reason
+
+        d = self.link.eval(ATTACH, [self.key(session.id)],
+                           [self.node, self._lease_ms(session), self.backplane.control_channel,
+                            session.id])
+        self._run(d.addCallbacks(answered, failed))
+
+    def _attached_elsewhere(self, local: Session, number: str) -> None:
+        try:
+            n = int(number)
+        except ValueError:
+            return
+        local.data[_NEWEST] = max(n, local.data.get(_NEWEST, 0))  # type: ignore[call-overload]
+        mine = local.data.get(_ATTACH, 0)
+        if mine is not None and n > mine:  # type: ignore[operator]
+            self._superseded(local)
+
+    def check_copies(self) -> None:
+        """End the local sessions whose record is a tombstone (after a reconnect: their ``end``
+        notice may have been missed while pub/sub was down); one script per :data:`_BATCH`.
+
+        A missing record is no proof of an end (Redis may have lost it): those copies stay,
+        and their records are written again by :meth:`renew` while connected.
+        """
+        held = [session.id for session in self.server.dispatcher.sessions.values()
+                if session.state is not SessionState.ENDED
+                and (session.data.get(SHARED) or session.format in CODECS)]
+        for start in range(0, len(held), _BATCH):
+            ids = held[start:start + _BATCH]
+            found = self.link.eval(ENDED, [self.key(i) for i in ids], [])
+            self._run(found.addCallback(self._end_copies, ids))
+
+    def _end_copies(self, indexes: list[Any], ids: list[str]) -> None:
+        for index in indexes or []:
+            session_id = ids[int(index) - 1]
+            local = self.server.dispatcher.find(session_id)
+            if local is not None:
+                self.log.info("session {id}: ended on another node (notice missed): ended here",
+                              id=session_id)
+                self._end_here(local)
+
+    def _end_here(self, local: Session) -> None:
+        """End the local copy of a session ended on another node (nothing written, nothing announced)."""
+        self._quiet.add(local.id)
+        self.server.dispatcher.end(local, EndReason.LEAVE)
+
+    def _superseded(self, session: Session) -> None:
+        """The client connected to its session on another node: its connections here end (as
+        a second connection ends the first on one node); the copy stays until its lease ends."""
+        for channel in list(session.channels):
+            channel.end(EndReason.LEAVE)
+
     def _control(self, message: str) -> None:
-        """``end <id> <node>`` or ``subs <id> <node> [<subscriptions>]`` from a node (this one too)."""
+        """``end <id> <node>``, ``attach <id> <node> <n>`` or ``subs <id> <node> [<subscriptions>]``
+        from a node (this one too)."""
         kind, session_id, node, subs = [*message.split(" ", 3), "", "", ""][:4]
         if node == self.node:
             return
@@ -624,8 +746,9 @@ class SharedSessions:
         if local is None:
             return
         if kind == "end":
-            self._quiet.add(session_id)
-            self.server.dispatcher.end(local, EndReason.LEAVE)
+            self._end_here(local)
+        elif kind == "attach":
+            self._attached_elsewhere(local, subs)
         elif kind == "subs" and subs:
             self._resync(session_id, {"subs": subs})
         elif kind == "subs":  # a notice without the subscriptions: read them from the record

@@ -72,6 +72,17 @@ class Presence:
             del self._subjects[subject]
         return True
 
+    def sync(self, members: Iterable[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+        """Hold exactly ``members`` ((subject, user, member)); the (subject, user, ``join``/``leave``)
+        changes of who is present."""
+        before = {(subject, user) for subject, users in self._subjects.items() for user in users}
+        self._subjects = {}
+        for subject, user, member in members:
+            self._subjects.setdefault(subject, {}).setdefault(user, set()).add(member)
+        after = {(subject, user) for subject, users in self._subjects.items() for user in users}
+        return ([(subject, user, "join") for subject, user in sorted(after - before)]
+                + [(subject, user, "leave") for subject, user in sorted(before - after)])
+
     def members(self, subject: str) -> dict[str, int]:
         """The users present on ``subject`` and how many members each has there."""
         return {user: len(members) for user, members in self._subjects.get(subject, {}).items()}

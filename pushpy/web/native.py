@@ -162,6 +162,8 @@ class NativeProtocol:
             # One client, one connection: an old one still open (not yet noticed gone, or
             # given up by the client) would take the events resumed below and lose them.
             channel.end(EndReason.LEAVE)
+        if self.server.shared_sessions is not None:  # and those open on other nodes
+            self.server.shared_sessions.attached(session)
         if token and token == session.position:
             # The client has all the session delivered; its queue holds the rest.
             # (Resuming anyway would queue a ``recovery`` and end every long-poll at once.)

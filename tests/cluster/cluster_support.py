@@ -141,11 +141,13 @@ def running_cluster(tmp: Path, count: int = 3,
 
 
 class RedisServer:
-    """A private ``redis-server`` without persistence (a restart loses everything)."""
+    """A private ``redis-server``, by default without persistence (a restart loses everything);
+    ``persistent``: with an append-only file, so :meth:`stop` then :meth:`start` keeps its data."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *, persistent: bool = False) -> None:
         self.port = free_port()
         self.tmp = tmp
+        self.persistent = persistent
         self.process: subprocess.Popen | None = None
         self.start()
 
@@ -156,7 +158,7 @@ class RedisServer:
     def start(self) -> None:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.tmp)],
+             "--appendonly", "yes" if self.persistent else "no", "--dir", str(self.tmp)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(self._answers)
 
@@ -172,6 +174,65 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM: Redis closes its clients and, when persistent, writes its data out."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+class CuttableRelay:
+    """A TCP relay (threads) from a loopback port to Redis, for a node of a process test.
+
+    :meth:`cut` closes every relayed connection and refuses new ones until
+    :meth:`reopen`: that node alone loses Redis (its commands and its pub/sub).
+    """
+
+    def __init__(self, target: int = 6379) -> None:
+        self.target = target
+        self.port = free_port()
+        self.lock = threading.Lock()
+        self.sockets: list[socket.socket] = []
+        self.listener: socket.socket | None = None
+        self.reopen()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def reopen(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        with self.lock:
+            listener, self.listener = self.listener, None
+            sockets, self.sockets = self.sockets, []
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)  # wakes its accept() (Linux)
+            listener.close()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+                backend = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                return
+            with self.lock:
+                self.sockets += [client, backend]
+            for source, sink in ((client, backend), (backend, client)):
+                threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
 
 
 def token_maker(secret: str) -> Callable[[str], str]:
@@ -190,6 +251,13 @@ def no_traceback(nodes: list[Node]) -> None:
     """Fail when a node logged a traceback (an error that reached no client as an answer)."""
     for node in nodes:
         assert "Traceback" not in node.log(), node.log()[-3000:]
+
+
+def poll(port: int, *, status: int = 200, **params: str) -> dict | None:
+    """One native ``poll``; its answer (``None`` when the expected status is an error)."""
+    got, body = http(port, "GET", "/pushlet/poll?" + urlencode(params))
+    assert got == status, (got, body)
+    return json.loads(body) if status == 200 else None
 
 
 def pushlet(port: int, **params: str) -> tuple[int, list[dict[str, str]], bytes]:
@@ -364,6 +432,7 @@ class SSEClient:
         if kind == "open":
             self.session = message["session"]
             self.key = message.get("session_key", self.key)
+            self.last_id = self.last_id or message.get("position") or ""  # as pushpy.js
             self.opened.set()
         elif kind == "event":
             self.events.append(message)

@@ -5,7 +5,8 @@ node's side is aborted (it never gets Redis's reply) and the Redis side is
 closed gracefully, after the bytes forwarded so far (so Redis runs them).
 With ``forward=True`` the marked request is forwarded first (Redis runs it,
 its reply is lost); otherwise only the requests before it are.  After a cut
-the relay refuses connections until :meth:`Relay.reopen`.
+the relay refuses connections until :meth:`Relay.reopen`, as it does after
+:attr:`Relay.accepting` more connections when that is set.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class _Front(protocol.Protocol):
         self.cut = False
 
     def connectionMade(self) -> None:
+        self.relay.opened(self)
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.relay.target)
         endpoint.connect(protocol.Factory.forProtocol(lambda: _Back(self))).addCallbacks(
             self._connected, lambda _: self.transport.abortConnection())
@@ -74,6 +76,7 @@ class _Front(protocol.Protocol):
         relay.cutting()
 
     def connectionLost(self, reason: object) -> None:
+        self.relay.fronts.discard(self)
         if self.back is not None and not self.cut:
             self.back.transport.loseConnection()
 
@@ -90,6 +93,19 @@ class Relay:
         self.port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
         self.number = self.port.getHost().port
         self.listening = True
+        #: The client connections open now.
+        self.fronts: set[_Front] = set()
+        #: Stop listening after this many more accepted connections (None: never).
+        self.accepting: int | None = None
+
+    def opened(self, front: _Front) -> None:
+        self.fronts.add(front)
+        if self.accepting is not None:
+            self.accepting -= 1
+            if self.accepting <= 0:
+                self.accepting = None
+                self.listening = False
+                self.port.stopListening()
 
     @property
     def url(self) -> str:

@@ -7,7 +7,18 @@ import json
 import time
 from urllib.parse import urlencode
 
-from cluster_support import Node, SSEClient, http, pushlet, token_maker, unique_prefix, wait_until
+from cluster_support import (
+    Node,
+    RedisServer,
+    SSEClient,
+    http,
+    no_traceback,
+    poll,
+    pushlet,
+    token_maker,
+    unique_prefix,
+    wait_until,
+)
 from redis_keys import delete_prefix
 
 SECRET = "cluster-presence-secret"
@@ -130,14 +141,6 @@ def test_a_pushlet_session_that_moved_stays_online_when_its_old_copy_expires(tmp
         delete_prefix(prefix)
 
 
-def poll(port: int, *, status: int = 200, **params: str) -> dict | None:
-    """One native ``poll``; its answer (``None`` when the expected status is an error)."""
-    got, body = http(port, "GET", "/pushlet/poll?" + urlencode(params))
-    assert got == status, (got, body)
-    return json.loads(body) if status == 200 else None
-
-
-
 def test_a_stopped_nodes_users_leave_on_the_companion_subject(tmp_path):
     """A node stopped gracefully (SIGTERM) ends its sessions: their users' ``leave`` is announced (by a
     node that stays up, which reaps the stopped one), and the stopping node logs no failure."""
@@ -165,3 +168,48 @@ def test_a_stopped_nodes_users_leave_on_the_companion_subject(tmp_path):
         stopping.stop()
         survivor.stop()
         delete_prefix(prefix)
+
+
+def test_presence_changes_during_a_redis_outage_are_set_right_after_reconnect(tmp_path):
+    """Redis is down (both nodes ``degraded``) while ann leaves and bob joins on one node: their
+    presence writes fail (a warning each, no traceback); after reconnect that node sets its members
+    right, every node's presence() agrees, and the watcher sees bob's join and ann's leave once."""
+    redis = RedisServer(tmp_path, persistent=True)
+    prefix = unique_prefix()
+    a, b = (Node(tmp_path, prefix, redis.url, settings={"auth.token.secret": SECRET}) for _ in range(2))
+    watcher = None
+    try:
+        a.wait()
+        b.wait()
+        watcher = SSEClient(lambda: [b.port], "/presence/room", b.port, token=token("wendy"))
+        assert watcher.opened.wait(10)
+        ann = poll(a.port, subject="/room", token=token("ann"))
+        wait_until(lambda: actions(watcher, "ann") == ["join"])
+        redis.stop()
+        wait_until(lambda: all(node.stats()["backplane"]["state"] == "degraded" for node in (a, b)))
+        status, _ = http(a.port, "POST", "/pushlet/send?" + urlencode(
+            {"session": ann["session"], "session_key": ann["session_key"], "token": token("ann")}),
+            b'{"type": "leave"}', {"Content-Type": "text/plain"})
+        assert status == 200
+        poll(a.port, subject="/room", token=token("bob"))
+        redis.start()  # its data back (append-only file): this node's members are as before the outage
+        wait_until(lambda: all(node.stats()["backplane"]["state"] == "up" for node in (a, b)), timeout=20)
+        seen = (["join"], ["join", "leave"])  # bob's, ann's
+        wait_until(lambda: (actions(watcher, "bob"), actions(watcher, "ann")) == seen)
+        for node in (a, b):
+            status, body = http(node.port, "GET", "/pushlet/presence?" + urlencode(
+                {"subject": "/room", "token": token("wendy")}))
+            assert status == 200 and json.loads(body)["users"] == {"bob": 1}, body
+        time.sleep(1)  # nothing else arrives
+        assert (actions(watcher, "bob"), actions(watcher, "ann")) == seen
+        log = a.log()
+        assert "presence leave of ann on /room deferred: backplane unavailable" in log
+        assert "presence join of bob on /room deferred: backplane unavailable" in log
+        no_traceback([a, b])
+        assert "critical" not in log
+    finally:
+        if watcher is not None:
+            watcher.stop()
+        for node in (a, b):
+            node.stop()
+        redis.kill()

@@ -52,6 +52,9 @@ def test_an_open_native_connection_keeps_its_record_and_a_gone_client_expires_ev
             assert command("PTTL", record) > 0
             answer = poll(b.port, subject="/r", session=session, session_key=key)
             assert answer["session"] == session  # continued on b from the record
+            # That connect ended the stream on a (as on one node); the client reconnects to a,
+            # resuming from its position.
+            wait_until(lambda: sse.connections == 2)
             publish(b.port, "/r", n="1")
             wait_until(lambda: [e["fields"]["n"] for e in sse.events] == ["1"])
         finally:

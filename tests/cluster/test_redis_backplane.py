@@ -228,6 +228,33 @@ async def test_one_node_reaps_a_dead_nodes_members_and_a_reaped_node_is_told(mak
     a.rejoin_listeners.append(lambda: rejoined.append(True))
     a._beat()
     await eventually(lambda: rejoined == [True])
+    # It sets its members again (carol only now: s1 ended meanwhile); carol is back on both subjects.
+    assert sorted(await a.presence_sync([("/room", "carol", "s2"), ("/online", "carol", "s2")])) == [
+        ("/online", "carol", "join"), ("/room", "carol", "join")]
+    assert await b.presence("/room") == {"ann": 1, "carol": 1}
+
+
+@pytest_twisted.ensureDeferred
+async def test_presence_sync_sets_this_nodes_members_and_reports_the_changes(make):
+    a, b = make(), make()
+    await a.start()
+    await b.start()
+    await a.presence_enter("/room", "ann", "s1")
+    await a.presence_enter("/room", "dan", "s2")
+    await a.presence_enter("/hall", "eve", "s3")
+    await b.presence_enter("/room", "dan", "s4")
+    # a's members were meant to be: ann gone, dan still (s2), bob come, eve moved from /hall to /yard.
+    changes = await a.presence_sync([("/room", "dan", "s2"), ("/room", "bob", "s5"),
+                                     ("/yard", "eve", "s3")])
+    assert sorted(changes) == [("/hall", "eve", "leave"), ("/room", "ann", "leave"),
+                               ("/room", "bob", "join"), ("/yard", "eve", "join")]
+    assert await b.presence("/room") == {"dan": 2, "bob": 1}
+    assert await b.presence("/hall") == {}
+    assert await b.presence("/yard") == {"eve": 1}
+    assert await a.presence_sync([("/room", "dan", "s2"), ("/room", "bob", "s5"),
+                                  ("/yard", "eve", "s3")]) == []  # nothing to change
+    assert sorted(await a.presence_sync([])) == [("/room", "bob", "leave"), ("/yard", "eve", "leave")]
+    assert await b.presence("/room") == {"dan": 1}  # b's member stays
 
 
 @pytest_twisted.ensureDeferred
@@ -263,3 +290,25 @@ async def test_direct_messages_reach_one_node_and_tell_when_it_is_gone(make):
         await sleep(0.02)
     assert await a.send_direct(c.node, "t", "to a stopped node") == 0
     assert got["c"] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_refused_subscriber_connection_closes_the_command_connection(make):
+    """The command connection succeeds, the subscriber one is refused: the command connection
+    is closed (not left open while reconnecting makes another), and the next pair comes up."""
+    from relay import Relay
+
+    relay = Relay()
+    relay.accepting = 1  # the command connection gets through, then the port closes
+    backplane = make(relay.url)
+    started = backplane.start()
+    await eventually(lambda: not relay.listening)
+    await eventually(lambda: backplane.link.failures >= 1)
+    await eventually(lambda: not relay.fronts)  # before the fix: the command connection stayed open
+    relay.reopen()
+    await started
+    assert backplane.state == "up"
+    await sleep(0.3)
+    assert len(relay.fronts) == 2  # one command connection, one subscriber connection
+    backplane.stop()
+    await relay.close()

@@ -15,7 +15,7 @@ from pushpy.backplane import MemoryBackplane
 from pushpy.core.events import Route
 from pushpy.core.presence import ONLINE
 from pushpy.core.sessions import EndReason
-from pushpy.errors import UsageError
+from pushpy.errors import BackplaneUnavailable, UsageError
 from pushpy.server import PushServer
 
 
@@ -144,16 +144,66 @@ def test_a_session_refused_before_it_listens_never_shows_online():
 
 
 class ReapingBackplane(MemoryBackplane):
-    """Has the listener lists a clustered backplane offers (dead nodes' users, lost members)."""
+    """Has what a clustered backplane offers (dead nodes' users, lost members, reconnects, outages)."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.departure_listeners: list = []
         self.rejoin_listeners: list = []
+        self.reconnect_listeners: list = []
+        self.down = False
+
+    def presence_enter(self, subject, user, member):
+        if self.down:
+            raise BackplaneUnavailable("redis is not connected")
+        return super().presence_enter(subject, user, member)
+
+    def presence_leave(self, subject, user, member):
+        if self.down:
+            raise BackplaneUnavailable("redis is not connected")
+        return super().presence_leave(subject, user, member)
+
+    def presence_sync(self, members):
+        return self.presence_store.sync(members)
+
+
+def test_enters_and_leaves_failing_during_an_outage_are_made_good_on_reconnect():
+    """While the backplane is unavailable, presence writes fail with a warning (no traceback);
+    the reconnect sets this node's members right and announces each change once."""
+    from twisted.logger import globalLogPublisher
+
+    from webfakes import FakeReactor
+
+    logged: list[dict] = []
+    globalLogPublisher.addObserver(logged.append)
+    try:
+        reactor = FakeReactor()
+        backplane = ReapingBackplane(now=reactor.seconds)
+        server = PushServer(reactor=reactor, backplane=backplane)
+        ann = join(server, "ann", "/room")
+        backplane.down = True
+        server.dispatcher.end(ann, EndReason.LEAVE)  # ann leaves, bob and carol come
+        join(server, "bob", "/room")
+        carol = join(server, "carol", "/room")
+        server.dispatcher.end(carol, EndReason.LEAVE)  # ... and carol goes, all during the outage
+        assert presence_events(server, "/room") == [("ann", "join")]
+        backplane.down = False
+        for listener in backplane.reconnect_listeners:
+            listener()
+        assert result(server.presence("/room")) == {"bob": 1}
+        assert presence_events(server, "/room") == [("ann", "join"), ("bob", "join"), ("ann", "leave")]
+        for listener in backplane.reconnect_listeners:  # nothing failed since: nothing to do
+            listener()
+        assert len(presence_events(server, "/room")) == 3
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+    levels = {e["log_level"].name for e in logged if "presence" in e.get("log_format", "")}
+    assert levels == {"warn"}
+    assert not any(e.get("log_failure") for e in logged)
 
 
 def test_a_dead_nodes_users_leave_and_lost_members_enter_again():
-    """Departures reported by the backplane are announced; a rejoin re-enters every live member."""
+    """Departures reported by the backplane are announced; a rejoin sets every live member again."""
     from webfakes import FakeReactor
 
     reactor = FakeReactor()
