@@ -141,13 +141,18 @@ return 1
 
 #: KEYS: record; ARGV: node, lease ms, control channel, session id.  A connect of the native
 #: session here: this node owns it, and the others hear ``attach <id> <node> <n>`` (n counts the
-#: connects).  n, or 0 when there is no live record.
+#: connects) when it was another node's: a connect to the owner (each long-poll of a client that
+#: stays on one node) tells nobody, since every other node's connection was closed by the notice
+#: that made it the owner.  n, or 0 when there is no live record.
 ATTACH = Script("""
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HGET', KEYS[1], 'ended') == '1' then return 0 end
 local n = redis.call('HINCRBY', KEYS[1], 'attach', 1)
+local previous = redis.call('HGET', KEYS[1], 'owner')
 redis.call('HSET', KEYS[1], 'owner', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PUBLISH', ARGV[3], 'attach ' .. ARGV[4] .. ' ' .. ARGV[1] .. ' ' .. n)
+if previous ~= ARGV[1] then
+  redis.call('PUBLISH', ARGV[3], 'attach ' .. ARGV[4] .. ' ' .. ARGV[1] .. ' ' .. n)
+end
 return n
 """)
 
