@@ -14,7 +14,6 @@ import http.client as httplib
 import json
 import socket
 import threading
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,20 +23,16 @@ from cluster_support import (
     PushletPullClient,
     http,
     publish,
-    unique_prefix,
+    pushlet,
+    running_cluster,
+    sse_messages,
+    token_maker,
     wait_until,
-    xml_events,
 )
-from redis_keys import command, delete_prefix
+from redis_keys import command
 
-from pushpy.auth import mint_token
-
-SECRET = "cluster-revocation-secret"
-SETTINGS = {"auth.token.secret": SECRET}
-
-
-def token(user: str) -> str:
-    return mint_token(SECRET, user, subscribe=["*"], expires_in=600)
+SETTINGS = {"auth.token.secret": "cluster-revocation-secret"}
+token = token_maker(SETTINGS["auth.token.secret"])
 
 
 def api(port: int, op: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -59,29 +54,14 @@ class Stream:
         self.messages: list[dict[str, Any]] = []
         self.connection = httplib.HTTPConnection("127.0.0.1", port, timeout=30)
         self.connection.request("GET", "/pushlet/sse?" + urlencode(params))
-        self.response = self.connection.getresponse()
-        assert self.response.status == 200
-        self.finished = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
+        response = self.connection.getresponse()
+        assert response.status == 200
+        threading.Thread(target=self._read, args=(response,), daemon=True).start()
         self.opened = wait_until(lambda: self.of("open"))[0]
 
-    def _read(self) -> None:
-        data: list[str] = []
-        try:
-            while True:
-                line = self.response.fp.readline()
-                if not line:
-                    return
-                text = line.decode("utf-8").rstrip("\r\n")
-                if text.startswith("data:"):
-                    data.append(text[5:].strip())
-                elif not text and data:
-                    self.messages.append(json.loads("\n".join(data)))
-                    data = []
-        except (OSError, ValueError, AttributeError):  # AttributeError: closed meanwhile
-            return
-        finally:
-            self.finished.set()
+    def _read(self, response: httplib.HTTPResponse) -> None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # AttributeError: closed
+            self.messages.extend(sse_messages(response))
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [m for m in list(self.messages) if m["type"] == kind]
@@ -97,8 +77,15 @@ class Stream:
         self.connection.close()
 
 
-def nodes_of(tmp: Path, prefix: str, count: int, settings: dict[str, str] = SETTINGS) -> list[Node]:
-    return [Node(tmp, prefix, settings=settings) for _ in range(count)]
+@contextlib.contextmanager
+def streams() -> Any:
+    """A list to put :class:`Stream` objects in; they are closed afterwards."""
+    opened: list[Stream] = []
+    try:
+        yield opened
+    finally:
+        for stream in opened:
+            stream.close()
 
 
 def test_unsubscribe_through_one_node_reaches_a_stream_on_another_and_the_record(tmp_path):
@@ -106,14 +93,11 @@ def test_unsubscribe_through_one_node_reaches_a_stream_on_another_and_the_record
     B's stream is told, in order, and never gets what followed; bob's does.  The record lost it,
     so the session continued on a node started afterwards (no memory of the revocation) and
     resumed on C from before it stay without it."""
-    prefix = unique_prefix()
-    nodes = nodes_of(tmp_path, prefix, 3)
-    streams: list[Stream] = []
-    try:
-        a, b, c = (node.wait() for node in nodes)
+    with running_cluster(tmp_path, settings=SETTINGS) as nodes, streams() as opened:
+        a, b, c = nodes
         ann = Stream(b.port, subject="/chat/room1,/news", token=token("ann"))
         bob = Stream(c.port, subject="/chat/room1", token=token("bob"))
-        streams += [ann, bob]
+        opened += [ann, bob]
         session, key = ann.opened["session"], ann.opened["session_key"]
         start = ann.opened["position"]
         publish(a.port, "/chat/room1", text="before")
@@ -131,39 +115,30 @@ def test_unsubscribe_through_one_node_reaches_a_stream_on_another_and_the_record
         assert kinds[:4] == ["open", "event", "unsubscribed", "event"]
         assert ann.of("unsubscribed") == [{"type": "unsubscribed", "subject": "/chat/room1",
                                            "id": answer["id"], "reason": "moved"}]
-        wait_until(lambda: record_subjects(prefix, session) == ["/news"])
+        wait_until(lambda: record_subjects(a.prefix, session) == ["/news"])
         last = ann.of("event")[-1]["id"]
         ann.close()
-        late = Node(tmp_path, prefix, settings=SETTINGS).wait()  # knows nothing of the revocation
-        nodes.append(late)
+        late = Node(tmp_path, a.prefix, settings=SETTINGS)  # knows nothing of the revocation
+        nodes.append(late)  # stopped with the others
+        late.wait()
         moved = Stream(late.port, session=session, session_key=key, last_event_id=last, token=token("ann"))
-        streams.append(moved)
+        opened.append(moved)
         assert moved.opened["session"] == session
         publish(a.port, "/chat/room1", text="later")
         publish(a.port, "/news", text="news later")
         wait_until(lambda: moved.texts() == ["news later"])
         moved.close()
         resumed = Stream(c.port, session=session, session_key=key, last_event_id=start, token=token("ann"))
-        streams.append(resumed)
+        opened.append(resumed)
         wait_until(lambda: "news later" in resumed.texts())
         assert resumed.texts() == [*(f"news{i}" for i in range(10)), "news later"]
         assert [m["id"] for m in resumed.of("unsubscribed")] == [answer["id"]]
-    finally:
-        for stream in streams:
-            stream.close()
-        for node in nodes:
-            node.stop()
-        delete_prefix(prefix)
 
 
 def test_unsubscribe_of_a_pushlet_session_moving_between_nodes_at_every_request(tmp_path):
     """A Pushlet pull session (one subscription ``/chat/room1,/news``) refreshes on each node in
     turn; revoked through one node, none of its later refreshes anywhere carries the subject."""
-    prefix = unique_prefix()
-    nodes = nodes_of(tmp_path, prefix, 3, settings={})  # anonymous: revoked by its session id
-    try:
-        for node in nodes:
-            node.wait()
+    with running_cluster(tmp_path) as nodes:  # anonymous: revoked by its session id
         ports = [node.port for node in nodes]
         client = PushletPullClient(lambda: ports, "/chat/room1,/news")
         publish(ports[0], "/chat/room1", text="before")
@@ -174,32 +149,24 @@ def test_unsubscribe_of_a_pushlet_session_moving_between_nodes_at_every_request(
             publish(ports[(i + 1) % 3], "/news", text=f"news{i}")
         wait_until(lambda: client.refresh() and "news5" in [e["text"] for e in client.events])
         assert [e["text"] for e in client.events] == ["before", *(f"news{i}" for i in range(6))]
-        wait_until(lambda: record_subjects(prefix, client.session) == ["/news"])
+        wait_until(lambda: record_subjects(nodes[0].prefix, client.session) == ["/news"])
         for _ in range(3):
             client.refresh()
         assert len(client.events) == 7
-    finally:
-        for node in nodes:
-            node.stop()
-        delete_prefix(prefix)
 
 
 def test_disconnect_through_one_node_ends_the_users_sessions_on_the_others(tmp_path):
     """ann's streams on B and C get ``close`` with ``reconnect: false``; her Pushlet session is
     gone on every node; continuing her stream's session makes a new one; bob streams on."""
-    prefix = unique_prefix()
-    nodes = nodes_of(tmp_path, prefix, 3)
-    streams: list[Stream] = []
-    try:
-        a, b, c = (node.wait() for node in nodes)
+    with running_cluster(tmp_path, settings=SETTINGS) as nodes, streams() as opened:
+        a, b, c = nodes
         on_b = Stream(b.port, subject="/n", token=token("ann"))
         on_c = Stream(c.port, subject="/n", token=token("ann"))
         bob = Stream(b.port, subject="/n", token=token("bob"))
-        streams += [on_b, on_c, bob]
-        status, body = http(c.port, "GET", "/pushlet/pushlet.srv?" + urlencode(
-            {"p_event": "join-listen", "p_format": "xml", "p_mode": "pull", "p_subject": "/n",
-             "token": token("ann")}))
-        pushlet = [e for e in xml_events(body) if e["p_event"] == "join-listen-ack"][0]["p_id"]
+        opened += [on_b, on_c, bob]
+        _, events, _ = pushlet(c.port, p_event="join-listen", p_format="xml", p_mode="pull", p_subject="/n",
+                               token=token("ann"))
+        session = next(e for e in events if e["p_event"] == "join-listen-ack")["p_id"]
         api(a.port, "disconnect", {"user": "ann", "reason": "banned"})
         publish(a.port, "/n", text="after")
         for stream in (on_b, on_c):
@@ -208,16 +175,9 @@ def test_disconnect_through_one_node_ends_the_users_sessions_on_the_others(tmp_p
             assert stream.texts() == []
         wait_until(lambda: bob.texts() == ["after"])
         for node in nodes:
-            status, body = http(node.port, "GET", "/pushlet/pushlet.srv?" + urlencode(
-                {"p_event": "refresh", "p_id": pushlet, "token": token("ann")}))
+            status, _, body = pushlet(node.port, p_event="refresh", p_id=session, token=token("ann"))
             assert status == 400 and b"Invalid or expired id" in body, (status, body)
         again = Stream(a.port, session=on_b.opened["session"], session_key=on_b.opened["session_key"],
                        subject="/n", token=token("ann"))
-        streams.append(again)
+        opened.append(again)
         assert again.opened["session"] != on_b.opened["session"]
-    finally:
-        for stream in streams:
-            stream.close()
-        for node in nodes:
-            node.stop()
-        delete_prefix(prefix)

@@ -282,7 +282,8 @@ async def test_server_side_unsubscribe_takes_sockets_out_of_rooms_and_disconnect
     app.emit("deep", 2, to="a/b")
     app.emit("kept", 3, to="c")
     answers = [await get(harness, f"transport=polling&sid={sid}") for sid in engines]
-    assert answers == [(200, '42["kept",3]'), (200, SEP.join(['42["gone",1]', '42["deep",2]', '42["kept",3]']))]
+    assert answers == [(200, '42["kept",3]'),
+                       (200, SEP.join(['42["gone",1]', '42["deep",2]', '42["kept",3]']))]
     harness.push.disconnect(session=sockets[1], reason="bye")
     assert await get(harness, f"transport=polling&sid={engines[1]}") == (200, "41")
     assert sockets[1] not in harness.sessions and sockets[0] in harness.sessions
