@@ -156,7 +156,7 @@ async def test_bad_revocations_are_refused(native_server, op, body, code, reason
 
 @pytest_twisted.ensureDeferred
 async def test_revocations_need_the_api_key(native_server):
-    """Like ``api/publish``: 401 without a key, 403 with a wrong one, 404 with none configured, 405 to a GET."""
+    """Like ``api/publish``: 401 without a key, 403 with a wrong one, 404 with none configured."""
     server = native_server(**LOCKED)
     assert (await api(server, "disconnect", {"user": "ann"}, key=None))[0] == 401
     assert (await api(server, "disconnect", {"user": "ann"}, key="wrong"))[0] == 403
