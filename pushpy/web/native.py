@@ -223,10 +223,10 @@ class NativeProtocol:
         kept = [item for item in session.queue.drain()
                 if item[0].offset is None
                 or ((item[0].epoch, item[0].offset) not in recovered_ids and not covered(item))]
-        fields = {"recovered": "true" if recovery.recovered else "false", "count": str(len(events))}
+        recovered = deliveries(events, subscriptions)
+        fields = {"recovered": "true" if recovery.recovered else "false", "count": str(len(recovered))}
         if recovery.reason:
             fields[P.P_REASON] = recovery.reason
-        recovered = deliveries(events, subscriptions)
         session.queue.refill([(make_event(P.RECOVERY, now, **fields), None),
                               *_by_offset(recovered, kept)])
         if routed and len(subscriptions) == len(session.subscriptions):
