@@ -352,6 +352,8 @@ class Dispatcher:
     def _strip(self, session: Session, subject: str, event: Event, epoch: str) -> bool:
         """Remove the prefixes overlapping ``subject`` from the subscriptions made before ``event``."""
         changed = False
+        if not subject:
+            return changed  # (never published so: every prefix would overlap it)
         for sid, subscription in list(session.subscriptions.items()):
             keep = tuple(p for p in subscription.prefixes if not overlaps(p, subject))
             if len(keep) == len(subscription.prefixes) or not predates(subscription.made, event, epoch):

@@ -15,16 +15,16 @@ backplane's presence, so it holds in a cluster).  The answer is ``{"published": 
 ``"session": "<id>"``) and ``api/disconnect`` ``{"user": "<id>"}`` (or
 ``"session"``), each with an optional ``"reason"``: they call
 :meth:`PushServer.unsubscribe <pushpy.server.PushServer.unsubscribe>` and
-:meth:`~pushpy.server.PushServer.disconnect` and answer ``{"id": "<position>"}``
-once the revocation is stored (a user or session that has none is no error:
-revoking is idempotent).
+:meth:`~pushpy.server.PushServer.disconnect` and answer ``{"op", "user" or
+"session", "id"}`` once the revocation is stored (a user or session with
+nothing to revoke is no error: revoking is idempotent).
 
 The key comes in ``Authorization: Bearer <key>`` or ``X-Pushpy-Key``; cookies
 are never read, and the body must be ``application/json``, so a browser
 session alone cannot publish here: a cross-origin form post has neither the
 header nor the content type, and a page cannot add them without a CORS
 preflight that :class:`~pushpy.web.origins.OriginGuard` refuses.  With no
-``api.key`` configured the endpoint answers 404 saying so.
+``api.key`` configured every endpoint answers 404 saying so.
 """
 
 from __future__ import annotations
