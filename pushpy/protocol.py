@@ -82,3 +82,7 @@ P_USER = "p_user"
 GAP = "gap"
 #: Notice to a native session: the outcome of a resume.
 RECOVERY = "recovery"
+#: Notice to a session: the application removed its subscriptions to a subject (``PushServer.unsubscribe``).
+UNSUBSCRIBED = "unsubscribed"
+#: The application ended a session (``PushServer.disconnect``).
+DISCONNECTED = "disconnected"

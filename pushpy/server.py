@@ -3,7 +3,8 @@
 :class:`PushServer` is what applications hold.  It publishes from reactor code
 (:meth:`~PushServer.publish`, :meth:`~PushServer.broadcast`,
 :meth:`~PushServer.unicast`) and from other threads
-(:meth:`~PushServer.publish_from_thread`), hands out the resources to mount in
+(:meth:`~PushServer.publish_from_thread`), takes subscriptions and sessions
+back (:meth:`~PushServer.unsubscribe`, :meth:`~PushServer.disconnect`), hands out the resources to mount in
 a Twisted site, and as a Twisted ``Service`` runs the lease sweeper and the
 event sources, and aborts every session at shutdown.
 """
@@ -20,11 +21,13 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
+from pushpy import protocol as P
 from pushpy.backplane import backplane_from_config
 from pushpy.config import Config
 from pushpy.core.dispatcher import Dispatcher
 from pushpy.core.events import Event, Route, data_event
 from pushpy.core.presence import ONLINE
+from pushpy.core.revocation import revocation
 from pushpy.dashboard import StatsPublisher
 from pushpy.errors import UsageError
 from pushpy.interfaces import IAuthorizer, IBackplane, IEventSource, ISessionIdPolicy
@@ -79,6 +82,7 @@ class PushServer(Service):
         self.sources = list(sources)
         self._sweeper: LoopingCall | None = None
         self.backplane.attach(self._receive)
+        self.dispatcher.position = lambda: self.backplane.position
         #: Session records in Redis (:mod:`pushpy.cluster.sessions`) with a clustered backplane.
         self.shared_sessions: Any = None
         if getattr(self.backplane, "control_listeners", None) is not None:
@@ -131,6 +135,52 @@ class PushServer(Service):
             raise UsageError("a user event needs a target user id")
         return self.publish_event(data_event(subject, _merge(fields, more), self.clock.seconds(),
                                              route=Route.USER, target=user))
+
+    # -- revocation -----------------------------------------------------------
+
+    def unsubscribe(self, subject: str, *, user: str | None = None, session: str | None = None,
+                    reason: str = "revoked") -> Event | Deferred[Event]:
+        """Remove ``subject`` from the subscriptions of every session of ``user``, or of ``session``.
+
+        Prefixes at or under ``subject`` go (``/chat/room1`` also removes
+        ``/chat/room1/typing``), and so do broader ones (``/chat``: it cannot
+        be cut down); on every node, and in the session records, so a
+        session that moves keeps them removed.  Native clients get an
+        ``unsubscribed`` message with ``reason`` and drop those subjects.
+        Returns the stored revocation (a Deferred of it with a clustered
+        backplane, like :meth:`publish`): an event published once it is
+        stored never reaches the removed subscriptions.  It does not stop
+        a new subscribe: the authorizer must refuse it from now on.
+        See :mod:`pushpy.core.revocation`.
+        """
+        if not isinstance(subject, str) or not subject or "," in subject:
+            raise UsageError("unsubscribe needs one subject (not a comma list)")
+        if len(subject) > self.config.limit_subject_length:
+            raise UsageError(f"subject too long (at most {self.config.limit_subject_length} characters)")
+        return self._revoke(P.UNSUBSCRIBED, user, session, reason, subject)
+
+    def disconnect(self, *, user: str | None = None, session: str | None = None,
+                   reason: str = "disconnected") -> Event | Deferred[Event]:
+        """End every session of ``user``, or ``session``, on every node.
+
+        Their clients get ``close`` (native, with ``reason`` and
+        ``"reconnect": false``), ``abort`` (Pushlet) or a Socket.IO
+        ``DISCONNECT``; the sessions cannot be continued.  Returns the stored
+        revocation like :meth:`unsubscribe`.
+        """
+        return self._revoke(P.DISCONNECTED, user, session, reason)
+
+    def _revoke(self, name: str, user: str | None, session: str | None, reason: str,
+                subject: str | None = None) -> Event | Deferred[Event]:
+        if (user is None) == (session is None):
+            raise UsageError("give one of user= and session=")
+        target = user if user is not None else session
+        if not isinstance(target, str) or not target:
+            raise UsageError("the user or session must be a non-empty string")
+        if not isinstance(reason, str) or len(reason) > 200:
+            raise UsageError("reason must be a string of at most 200 characters")
+        return self.publish_event(revocation(name, self.clock.seconds(), user=user, session=session,
+                                             reason=reason, subject=subject))
 
     # -- queries --------------------------------------------------------------
 
@@ -188,12 +238,13 @@ class PushServer(Service):
         ``pushlet.srv`` is the Pushlet protocol; the others are pushpy's own
         transports (see ``docs/protocol.md``), ``history`` and ``presence`` the
         queries of :mod:`pushpy.web.queries`, and ``api`` holds the back-end
-        publish API (``api/publish``).  Every HTTP endpoint applies the origin
-        policy (``origins.allowed``); the WebSocket checks it in its handshake.
+        API (``api/publish``, ``api/unsubscribe``, ``api/disconnect``).  Every
+        HTTP endpoint applies the origin policy (``origins.allowed``); the
+        WebSocket checks it in its handshake.
         """
         from twisted.web.resource import Resource
 
-        from pushpy.web.api import PublishAPI
+        from pushpy.web.api import PublishAPI, RevokeAPI
         from pushpy.web.longpoll import LongPollResource, SendResource
         from pushpy.web.origins import OriginGuard, OriginPolicy
         from pushpy.web.queries import QueryResource
@@ -204,6 +255,8 @@ class PushServer(Service):
         policy = OriginPolicy(self.config.origins_allowed)
         api = Resource()
         api.putChild(b"publish", OriginGuard(PublishAPI(self), policy))
+        for op in ("unsubscribe", "disconnect"):
+            api.putChild(op.encode(), OriginGuard(RevokeAPI(self, op), policy))
         guarded = {
             b"pushlet.srv": self.pushlet_resource(),
             b"sse": sse_resource(self),

@@ -83,6 +83,7 @@ class SocketIO:
         #: The Engine.IO sessions (set when the endpoint is mounted).
         self.engine: Any = None
         server.dispatcher.on_end.append(self._ended)
+        server.dispatcher.on_subscriptions.append(self._rooms_changed)
 
     # -- handlers -----------------------------------------------------------
 
@@ -364,6 +365,14 @@ class SocketIO:
                     self.client_errors.note(socket.sid, "acknowledgement", str(e))
             except Exception:
                 log.failure("socket.io acknowledgement callback failed")
+
+    def _rooms_changed(self, session: Session) -> None:
+        """Forget the rooms whose subscription went (``PushServer.unsubscribe`` of a room's subject)."""
+        rooms = session.data.get(ROOMS)
+        if rooms:
+            for subject, subscription in list(rooms.items()):  # type: ignore[union-attr]
+                if session.subscriptions.get(subscription.sid) is not subscription:
+                    del rooms[subject]  # type: ignore[union-attr]
 
     def _ended(self, session: Session, reason: EndReason) -> None:
         pid = session.data.get(PID)

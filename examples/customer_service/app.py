@@ -10,7 +10,9 @@ agent (another browser, or a private window).
   is the same visitor, and the page shows the conversation again from pushpy's
   history of the subject ``/cs/visit/<id>``.
 - An agent serves up to ``--capacity`` visitors at once, each in its own
-  panel, and can transfer one to another available agent.  An agent whose
+  panel, and can transfer one to another available agent (the previous
+  agent's sessions are unsubscribed from the conversation on the server,
+  ``PushServer.unsubscribe``).  An agent whose
   pages have all been gone for ``--session-timeout`` seconds (pushpy's
   presence says so) leaves the desk; their visitors go to other agents.  A
   visitor gone for twice that has their chat closed, freeing its place.
@@ -247,8 +249,11 @@ class Service:
         """Tell the agents, visitors and conversations concerned by ``moves``; update queue places."""
         for move in moves:
             if move.previous and move.previous != move.agent:
-                self.tell_agent(move.previous, kind="removed", visitor=move.visitor,
-                                reason=f"transferred to {move.agent}" if move.agent else "back to the queue")
+                reason = f"transferred to {move.agent}" if move.agent else "back to the queue"
+                # Taken back on the server: the previous agent's pages get nothing more of this
+                # conversation, whatever they do (the authorizer refuses a new subscribe).
+                self.push.unsubscribe(conversation(move.visitor), user=AGENT + move.previous, reason=reason)
+                self.tell_agent(move.previous, kind="removed", visitor=move.visitor, reason=reason)
             if move.agent:
                 self.tell_agent(move.agent, kind="assigned", **self.describe(move.visitor),
                                 previous=move.previous or "")

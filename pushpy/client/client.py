@@ -15,7 +15,9 @@ connection drops (the server restarts, a proxy cuts it, the server says
 ``close``) it reconnects with a growing, jittered delay and resumes from that
 id, so no event kept in the server's history is lost or delivered twice.
 Listeners (:meth:`Client.on`) hear ``open``, ``close``, ``event``, ``gap``
-(events were lost: reload your state) and ``error``.
+(events were lost: reload your state), ``unsubscribed`` (the server took
+subjects back: they are dropped here too) and ``error``.  A ``close`` with
+``"reconnect": false`` (the application ended the session) closes the client.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 
 from pushpy.client.transports import CONNECTIONS, TRANSPORTS, Connection, Message, query
+from pushpy.core.revocation import overlaps
 from pushpy.core.subjects import split_subjects
 
 DEFAULT_URL = "http://127.0.0.1:8080/pushlet/"
@@ -258,7 +261,7 @@ class Client:
         return d
 
     def on(self, name: str, listener: Callable[..., object]) -> Client:
-        """Call ``listener(info)`` on ``open``, ``close``, ``gap`` and ``error``;
+        """Call ``listener(info)`` on ``open``, ``close``, ``gap``, ``unsubscribed`` and ``error``;
         ``listener(event)`` on ``event``."""
         self._listeners.setdefault(name, []).append(listener)
         return self
@@ -271,6 +274,9 @@ class Client:
 
     def close(self) -> Deferred[None]:
         """Close for good: no reconnect; waiting calls fail with :class:`Refused`."""
+        return self._shut("client")
+
+    def _shut(self, reason: str) -> Deferred[None]:
         if self.state == "closed":
             return succeed(None)
         was_open = self.state == "open"
@@ -284,7 +290,7 @@ class Client:
         for d in opened:
             d.errback(Refused("client closed"))
         self._waiting = {}  # never fired: a subscription that never happened
-        self._emit("close", {"reason": "client", "reconnecting": False, "was_open": was_open})
+        self._emit("close", {"reason": reason, "reconnecting": False, "was_open": was_open})
         if self._pool is not None:
             return self._pool.closeCachedConnections()
         return succeed(None)
@@ -456,20 +462,55 @@ class Client:
             self._reply(message)
         elif kind == "reconnect":
             self._lost(conn, "reconnect", now=True)
+        elif kind == "unsubscribed":
+            self._revoked(message)
         elif kind == "close":
             self.session = self.session_key = None  # the server ended the session: resume in a new one
-            self._lost(conn, f"closed by server: {message.get('reason', '')}")
+            reason = f"closed by server: {message.get('reason', '')}"
+            if message.get("reconnect") is False:
+                self._shut(reason)  # the application ended it
+            else:
+                self._lost(conn, reason)
+
+    def _fresh(self, event_id: str | None) -> bool:
+        """Whether the message with ``event_id`` is new (else a resume overlapped); remembers it."""
+        if event_id is None:
+            return True
+        if event_id in self._seen:
+            return False
+        self._seen[event_id] = None
+        if len(self._seen) > MAX_SEEN:
+            self._seen.popitem(last=False)
+        self.last_event_id = event_id
+        return True
+
+    def _revoked(self, message: Message) -> None:
+        """The server removed our subscriptions at, under and above a subject: drop them here too."""
+        subject = message.get("subject")
+        event_id = message.get("id")
+        if not isinstance(subject, str) or not subject or not self._fresh(
+                None if event_id is None else str(event_id)):
+            return
+        subs: dict[str, list[Handler]] = {}
+        dropped = []
+        for pattern, handlers in self._subs.items():
+            rest = _without(pattern, subject)
+            if rest:
+                subs.setdefault(rest, []).extend(handlers)
+            else:
+                dropped.append(pattern)
+        self._subs = subs
+        self._server_subs = [rest for rest in (_without(entry, subject) for entry in self._server_subs)
+                             if rest]
+        self._emit("unsubscribed", {"subject": subject, "reason": message.get("reason") or "",
+                                    "subjects": dropped})
 
     def _event(self, message: Message) -> None:
         event_id = message.get("id")
         if event_id is not None:
             event_id = str(event_id)
-            if event_id in self._seen:
-                return  # delivered before (a resume overlapped)
-            self._seen[event_id] = None
-            if len(self._seen) > MAX_SEEN:
-                self._seen.popitem(last=False)
-            self.last_event_id = event_id
+        if not self._fresh(event_id):
+            return
         fields = message.get("fields")
         subject = message.get("subject")
         event = ClientEvent(None if subject is None else str(subject), event_id,
@@ -672,6 +713,11 @@ class Client:
             function(*args)
         except Exception:
             self.log.failure("pushpy client callback {function!r} failed", function=function)
+
+
+def _without(subjects: str, revoked: str) -> str:
+    """``subjects`` (a comma list) without the parts overlapping ``revoked``, as the server removes them."""
+    return ",".join(part for part in split_subjects(subjects) if not overlaps(part, revoked))
 
 
 def _subscribe(subject: str, last_event_id: str | None) -> Message:

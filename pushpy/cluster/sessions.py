@@ -42,6 +42,11 @@ A session ended by ``leave`` (or a dropped Pushlet stream; a native one by
 overflow or liveness on its owner) is replaced in Redis by a tombstone and
 ended on every node.  A local copy left behind by a session
 that moved expires with its local lease.  See ``docs/scaling.md``.
+
+Revocations (:mod:`pushpy.core.revocation`) come through the log: the node
+applying one to a copy writes the record (a disconnect tombstones it).  Records
+keep the position each session and subscription was made at (``made``), and a
+copy made from a record applies the revocations the node remembers.
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ from twisted.logger import Logger
 from pushpy import protocol as P
 from pushpy.auth import IDENTITY, Credentials, Identity
 from pushpy.cluster.link import Script
-from pushpy.core.events import Route, make_event
+from pushpy.core.events import make_event
 from pushpy.core.history import Recovery, live_floor, owner_keys, parse_position
 from pushpy.core.sessions import EndReason, Session, SessionState
 from pushpy.errors import ClientError
@@ -78,7 +83,7 @@ SHARED = "pushpy.shared"
 EXTRA = "pushpy.record_extra"
 #: The fields of a record this module writes.
 _FIELDS = frozenset({"format", "mode", "agent", "address", "user", "binding", "key", "owner", "subs",
-                     "listening", "position", "ended", "attach"})
+                     "listening", "position", "ended", "attach", "made"})
 #: Key in ``Session.data``: the number of this node's newest connect of the native session
 #: (None while its ATTACH is in flight); ``_NEWEST``: the highest number any node announced.
 _ATTACH = "pushpy.attach"
@@ -204,6 +209,7 @@ class SharedSessions:
         backplane.reconnect_listeners.append(self.check_copies)
         server.dispatcher.on_end.append(self._ended)
         server.dispatcher.on_subscriptions.append(self._native_subscriptions)
+        server.dispatcher.on_revoked.append(self._revoked)
 
     def key(self, session_id: str) -> str:
         return f"{self.prefix}:session:{session_id}"
@@ -289,7 +295,7 @@ class SharedSessions:
             "address": session.address, "user": session.user or "",
             "binding": _binding_text(session),
             "key": str(session.data.get(SESSION_KEY, "")), "owner": self.node,
-            "subs": _subs_text(session),
+            "subs": _subs_text(session), "made": session.made or "",
             **(extra or {}),
         }
         return self._write(session, fields, only_present=False, only_absent=only_absent)
@@ -380,6 +386,8 @@ class SharedSessions:
         if extra:
             session.data[EXTRA] = extra
         self._subscribe_as(session, record)
+        if session.state is SessionState.ENDED:  # disconnected by the application meanwhile
+            return None
         self.server.dispatcher.listen(session, P.MODE_STREAM, self.server.clock.seconds())
         return session
 
@@ -423,6 +431,11 @@ class SharedSessions:
                 and session.state is not SessionState.ENDED):
             _pending(self._changes, session.id, self.subscriptions_changed(session))
 
+    def _revoked(self, session: Session, _: Any) -> None:
+        """A revocation changed a Pushlet session's subscriptions: write them (native ones always do)."""
+        if session.format != P.FORMAT_JSON:
+            self.subscriptions_changed(session)
+
     def subscriptions_written(self, session_id: str) -> Deferred | None:
         """Fires once the native session's last subscription change is stored and announced."""
         return _after(self._changes.get(session_id))
@@ -437,7 +450,7 @@ class SharedSessions:
             "address": session.address, "user": session.user or "",
             "binding": _binding_text(session),
             "listening": "1" if session.listening else "0", "owner": self.node,
-            "subs": _subs_text(session),
+            "subs": _subs_text(session), "made": session.made or "",
         }
         if position and session.position:
             fields["position"] = session.position
@@ -528,6 +541,8 @@ class SharedSessions:
                 return local
             session = self._make(session_id, record, identity)
             self._subscribe_as(session, record)
+            if session.state is SessionState.ENDED:  # disconnected by the application meanwhile
+                raise ClientError(P.INVALID_ID.format(id=session_id), 400)
             return session
 
         return then(self._admit(record, credentials), made)
@@ -560,6 +575,8 @@ class SharedSessions:
         for channel in list(session.channels):
             channel.end(EndReason.LEAVE)  # a stale copy's channel: its client has moved on
         self._subscribe_as(session, record)
+        if session.state is SessionState.ENDED:  # disconnected by the application meanwhile
+            raise ClientError(P.INVALID_ID.format(id=session.id), 400)
         session.queue.clear()
         session.queue.dropped = 0
         if record.get("listening") != "1":
@@ -581,16 +598,17 @@ class SharedSessions:
 
     def _refill(self, session: Session, position: str, recovery: Recovery) -> Session:
         """Queue the events the client is owed after ``position``, live ones merged in."""
-        from pushpy.web.native import _by_offset, _matching
+        from pushpy.web.native import _by_offset, deliveries
 
         parsed = parse_position(position)
         after = parsed[1] if parsed and recovery.reason != "unknown epoch" else 0
         offsets = {event.offset for event in recovery.events}
+        events = self.server.dispatcher.replayed(session, recovery.events, self.server.clock.seconds())
+        if session.state is SessionState.ENDED:  # disconnected by the application
+            raise ClientError(P.INVALID_ID.format(id=session.id), 400)
         kept = [item for item in session.queue.drain()
                 if item[0].offset is None or (item[0].offset > after and item[0].offset not in offsets)]
-        subscriptions = list(session.subscriptions.values())
-        items = [(event, _matching(subscriptions, event.subject) if event.route is Route.MULTICAST
-                  else None) for event in recovery.events]
+        items = deliveries(events, list(session.subscriptions.values()))
         merged = _by_offset(items, kept)
         if not recovery.recovered:
             merged.insert(0, (self._notice(session, f"events lost: {recovery.reason}"), None))
@@ -608,6 +626,7 @@ class SharedSessions:
                                   address=record.get("address") or "", session_id=session_id,
                                   user=record.get("user") or None)
         session.mode = record.get("mode") or P.MODE_STREAM
+        session.made = record.get("made") or None  # not known: older than any revocation
         if record.get("binding"):
             session.data[BINDING] = bytes.fromhex(record["binding"])
         if identity is not None:
@@ -615,23 +634,28 @@ class SharedSessions:
         return session
 
     def _subscribe_as(self, session: Session, record: dict[str, str]) -> None:
-        """Make the session's subscriptions those of the record (sids kept)."""
+        """Make the session's subscriptions those of the record (sids and positions kept).
+
+        Then the revocations this node saw apply to them (the record may be
+        older than one): the copy is ended when one was a disconnect.
+        """
         dispatcher = self.server.dispatcher
-        wanted = {sid: (subject, label) for sid, subject, label in _subscriptions(record)}
+        wanted = {sid: (subject, label, made) for sid, subject, label, made in _subscriptions(record)}
         self._syncing.add(session.id)  # not a change to write back
         try:
             for sid, subscription in list(session.subscriptions.items()):
-                if wanted.get(sid) != (subscription.subject, subscription.label):
+                if wanted.get(sid, ())[:2] != (subscription.subject, subscription.label):
                     dispatcher.unsubscribe(session, sid)
-            for sid, (subject, label) in wanted.items():
+            for sid, (subject, label, made) in wanted.items():
                 if sid not in session.subscriptions:
                     try:
-                        dispatcher.subscribe(session, subject, label, sid=sid)
+                        dispatcher.subscribe(session, subject, label, sid=sid, made=made)
                     except ClientError:
                         self.log.warn("session {id}: subscription {subject!r} refused here",
                                       id=session.id, subject=subject)
         finally:
             self._syncing.discard(session.id)
+        dispatcher.reapply(session, self.server.clock.seconds())
 
     def _notice(self, session: Session, reason: str) -> Any:
         now = self.server.clock.seconds()
@@ -646,8 +670,8 @@ class SharedSessions:
             self._quiet.discard(session.id)
             return
         native = session.format == P.FORMAT_JSON
-        if (reason is EndReason.LEAVE and session.data.get(SHARED)) or (
-                reason in (EndReason.LEAVE, EndReason.DISCONNECT) and not native):
+        if (reason in (EndReason.LEAVE, EndReason.REVOKED) and session.data.get(SHARED)) or (
+                reason in (EndReason.LEAVE, EndReason.DISCONNECT, EndReason.REVOKED) and not native):
             self.end_everywhere(session)
         elif reason in (EndReason.OVERFLOW, EndReason.LIVENESS) and session.data.get(SHARED):
             # Ended as on one node (its client gets a new session), unless the session has
@@ -791,22 +815,22 @@ def _binding_text(session: Session) -> str:
 
 
 def _subs_text(session: Session) -> str:
-    """The session's subscriptions as record text: ``[[sid, subject, label], ...]``."""
-    return json.dumps([[s.sid, s.subject, s.label] for s in session.subscriptions.values()])
+    """The session's subscriptions as record text: ``[[sid, subject, label, made], ...]``."""
+    return json.dumps([[s.sid, s.subject, s.label, s.made] for s in session.subscriptions.values()])
 
 
-def _subscriptions(record: dict[str, str]) -> list[tuple[str, str, str | None]]:
-    """The subscriptions of a record (:func:`_subs_text`); :class:`Unreadable` if malformed."""
+def _subscriptions(record: dict[str, str]) -> list[tuple[str, str, str | None, str | None]]:
+    """The subscriptions of a record (:func:`_subs_text`; ``made`` optional); else :class:`Unreadable`."""
     try:
         items = json.loads(record.get("subs") or "[]")
     except ValueError:
         raise Unreadable("subs is not JSON") from None
     if not isinstance(items, list) or not all(
-            isinstance(item, list) and len(item) == 3 and isinstance(item[0], str) and item[0]
-            and isinstance(item[1], str) and (item[2] is None or isinstance(item[2], str))
+            isinstance(item, list) and len(item) in (3, 4) and isinstance(item[0], str) and item[0]
+            and isinstance(item[1], str) and all(v is None or isinstance(v, str) for v in item[2:])
             for item in items):
-        raise Unreadable("subs is not a list of [sid, subject, label]")
-    return [(sid, subject, label) for sid, subject, label in items]
+        raise Unreadable("subs is not a list of [sid, subject, label, made]")
+    return [(item[0], item[1], item[2], item[3] if len(item) > 3 else None) for item in items]
 
 
 def _readable(record: dict[str, str]) -> dict[str, str]:

@@ -7,7 +7,8 @@ Inputs are calls that take ``now``; outputs are return values and the
 
 Publishing does not happen here: events come in through :meth:`deliver`, which
 the backplane calls for every published event (spec: the backplane is the only
-path between publishers and subscribers).
+path between publishers and subscribers).  Revocations (:mod:`pushpy.core.revocation`)
+come the same way and are applied by :meth:`Dispatcher.revoke`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pushpy.config import Config
 from pushpy.core.deadlines import Deadlines
 from pushpy.core.events import Event, Route, make_event
 from pushpy.core.ids import VALID_ID, id_policy
-from pushpy.core.sessions import EndReason, Session, SessionState
+from pushpy.core.revocation import REVOCATIONS, Remembered, concerns, is_revocation, overlaps, predates
+from pushpy.core.sessions import END_TEXT, EndReason, Session, SessionState
 from pushpy.core.subjects import SubjectIndex, Subscription, split_subjects
 from pushpy.errors import ClientError
 from pushpy.interfaces import ISessionIdPolicy
@@ -68,6 +70,12 @@ class Dispatcher:
         self.on_subscriptions: list[Callable[[Session], None]] = []
         #: Called with a session when it starts listening (its first ``listen``).
         self.on_listen: list[Callable[[Session], None]] = []
+        #: Called with ``(session, revocation)`` after a revocation removed subscriptions of a live session.
+        self.on_revoked: list[Callable[[Session, Event], None]] = []
+        #: The backplane position (``epoch:offset``) new sessions and subscriptions are tagged with.
+        self.position: Callable[[], str | None] = lambda: None
+        #: Revocations seen lately, for copies of sessions made from older records.
+        self.remembered = Remembered(max(config.session_timeout, config.native_session_timeout_secs) + 60)
 
     # -- sessions ---------------------------------------------------------
 
@@ -101,6 +109,7 @@ class Dispatcher:
             queue_size=config.native_queue_size + 1 if native else config.queue_size,
             queue_bytes=config.limit_queue_bytes)
         session.user = user
+        session.made = self.position()
         self.sessions[session_id] = session
         if user is not None:
             self.users.setdefault(user, {})[session] = None
@@ -174,6 +183,7 @@ class Dispatcher:
 
     def expire(self, now: float) -> list[Session]:
         """End every session whose lease ran out; return them."""
+        self.remembered.trim(now)
         ended = []
         for session in self._leases.due(now):
             if session.channels and session.format == P.FORMAT_JSON:
@@ -198,10 +208,10 @@ class Dispatcher:
     # -- subscriptions ----------------------------------------------------
 
     def subscribe(self, session: Session, subject: str | None, label: str | None = None,
-                  sid: str | None = None) -> Subscription:
+                  sid: str | None = None, made: str | None = None) -> Subscription:
         """Add a subscription; refuse bad subjects with a ``nack`` reason.
 
-        ``sid`` keeps the id a subscription had on another node.
+        ``sid`` and ``made`` keep the id and position a subscription had on another node.
         """
         config = self.config
         if not subject or not split_subjects(subject):
@@ -221,7 +231,7 @@ class Dispatcher:
         sid = sid or self.ids.subscription_id()
         while sid in session.subscriptions:
             sid = self.ids.subscription_id()
-        subscription = Subscription(sid, subject, label)
+        subscription = Subscription(sid, subject, label, made or self.position())
         session.subscriptions[sid] = subscription
         self.index.add(session, subscription)
         for callback in self.on_subscriptions:
@@ -260,6 +270,9 @@ class Dispatcher:
         else:
             session = self.sessions.get(event.target or "")
             targets = [(session, None)] if session is not None else []
+        if route is not Route.MULTICAST and event.name in REVOCATIONS and is_revocation(event):
+            self.remembered.add(event, now)
+            return sum(self.revoke(session, event, now) for session, _ in list(targets))
         count = 0
         listening = SessionState.LISTENING
         for session, subscription in targets:
@@ -281,6 +294,83 @@ class Dispatcher:
             count += 1
         self.stats.delivered += count
         return count
+
+    # -- revocations ------------------------------------------------------
+
+    def revoke(self, session: Session, event: Event, now: float, *, notify: bool = True) -> bool:
+        """Apply the revocation ``event`` to ``session``; whether it changed anything.
+
+        Only a session, and subscriptions, made before the revocation are
+        affected.  With ``notify``, a native session made before it is told:
+        the event is queued for it (its client drops the subjects too).
+        """
+        epoch = (self.position() or "").rpartition(":")[0]
+        if session.state is SessionState.ENDED or not predates(session.made, event, epoch):
+            return False
+        if event.name == P.DISCONNECTED:
+            session.data[END_TEXT] = event.fields.get(P.P_REASON, "")
+            self.end(session, EndReason.REVOKED)
+            return True
+        changed = self._strip(session, event.subject or "", event, epoch)
+        queued = session.floor is not None and (event.offset or 0) <= session.floor  # by a resume
+        if notify and session.format == P.FORMAT_JSON and not queued:
+            kept = session.queue.put((event, None)) or not self._overflowed(session)
+            if kept and session.channels:
+                session.channels[-1].wake()
+        if changed and session.state is not SessionState.ENDED:
+            for callback in self.on_subscriptions:
+                callback(session)
+            for revoked in self.on_revoked:
+                revoked(session, event)
+        return changed
+
+    def reapply(self, session: Session, now: float) -> bool:
+        """Apply the remembered revocations to a copy of ``session`` made from an older record."""
+        return any([self.revoke(session, event, now, notify=False)
+                    for event in self.remembered.of(session)])
+
+    def replayed(self, session: Session, events: list[Event], now: float) -> list[Event]:
+        """Apply the revocations among the replayed ``events`` (a resume) to ``session``.
+
+        Returns the events to queue: revocations only for a native session
+        made before them (its client may not have been told yet).
+        """
+        out = []
+        epoch = (self.position() or "").rpartition(":")[0]
+        for event in events:
+            if not is_revocation(event):
+                out.append(event)
+                continue
+            if not concerns(event, session):
+                continue
+            self.remembered.add(event, now)
+            self.revoke(session, event, now, notify=False)
+            if session.format == P.FORMAT_JSON and predates(session.made, event, epoch):
+                out.append(event)
+        return out
+
+    def _strip(self, session: Session, subject: str, event: Event, epoch: str) -> bool:
+        """Remove the prefixes overlapping ``subject`` from the subscriptions made before ``event``."""
+        changed = False
+        if not subject:
+            return changed  # (never published so: every prefix would overlap it)
+        for sid, subscription in list(session.subscriptions.items()):
+            keep = tuple(p for p in subscription.prefixes if not overlaps(p, subject))
+            if len(keep) == len(subscription.prefixes) or not predates(subscription.made, event, epoch):
+                continue
+            changed = True
+            self.index.remove(subscription)
+            if keep:
+                subscription.prefixes, subscription.subject = keep, ",".join(keep)
+                self.index.add(session, subscription)
+            else:
+                del session.subscriptions[sid]
+        if changed:  # what is still queued for the removed prefixes goes too
+            live = session.subscriptions
+            session.queue.refill([item for item in session.queue.drain()
+                                  if item[1] is None or (live.get(item[1].sid) is item[1]
+                                                         and item[1].matches(item[0].subject))])
+        return changed
 
     def notify_gap(self, reason: str, now: float) -> None:
         """Warn every listening session that events may have been lost (a backplane gap).

@@ -43,6 +43,8 @@ class EndReason(enum.Enum):
     OVERFLOW = "overflow"
     DISCONNECT = "disconnect"
     SHUTDOWN = "shutdown"
+    #: Ended by the application (``PushServer.disconnect``): its client should not reconnect.
+    REVOKED = "revoked"
 
     @property
     def aborts(self) -> bool:
@@ -60,6 +62,16 @@ class Channel(Protocol):
         """The session ended: write the closing event and finish."""
 
 
+#: Key in ``Session.data``: the reason the application gave when it ended the session.
+END_TEXT = "pushpy.end_text"
+
+
+def end_text(session: Session, reason: EndReason) -> str:
+    """What a client is told about why ``session`` ended: the application's reason, else ``reason``'s name."""
+    text = session.data.get(END_TEXT)
+    return text if isinstance(text, str) and text else reason.value
+
+
 #: An item in a session queue: the shared event and the subscription that
 #: matched it (``None`` for broadcast, unicast and server notices).
 Delivery = tuple[Event, Subscription | None]
@@ -70,7 +82,7 @@ class Session:
 
     __slots__ = (
         "address", "channels", "created", "data", "deadline", "floor", "format", "id",
-        "last_active", "last_alive", "mode", "position", "queue", "queued_deadline",
+        "last_active", "last_alive", "made", "mode", "position", "queue", "queued_deadline",
         "state", "subscriptions", "timeout", "user", "user_agent",
     )
 
@@ -99,6 +111,8 @@ class Session:
         self.data: dict[str, object] = {}
         self.deadline: float | None = None
         self.queued_deadline: float | None = None
+        #: The backplane position when the session was made (see :class:`~pushpy.core.subjects.Subscription`).
+        self.made: str | None = None
 
     @property
     def listening(self) -> bool:

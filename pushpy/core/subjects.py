@@ -21,15 +21,22 @@ def split_subjects(subject: str) -> tuple[str, ...]:
 
 
 class Subscription:
-    """One subscription of one session: a sid, a prefix list and a label."""
+    """One subscription of one session: a sid, a prefix list and a label.
 
-    __slots__ = ("label", "prefixes", "sid", "subject", "wire_cache")
+    ``made`` is the backplane position when it was made (``epoch:offset``, or
+    ``None`` when unknown): a server-side revocation removes only what was
+    made before it (:mod:`pushpy.core.revocation`).
+    """
 
-    def __init__(self, sid: str, subject: str, label: str | None = None) -> None:
+    __slots__ = ("label", "made", "prefixes", "sid", "subject", "wire_cache")
+
+    def __init__(self, sid: str, subject: str, label: str | None = None,
+                 made: str | None = None) -> None:
         self.sid = sid
         self.subject = subject
         self.prefixes = split_subjects(subject)
         self.label = label or None
+        self.made = made
         #: Encodings of ``p_sid``/``p_label`` per wire format.
         self.wire_cache: dict[str, bytes] = {}
 

@@ -1,4 +1,5 @@
-"""The publish API for back ends: ``POST <root>api/publish`` with JSON and an API key.
+"""The API for back ends: ``POST <root>api/publish``, ``api/unsubscribe`` and
+``api/disconnect``, with JSON and an API key.
 
 The body is one event, an array of events or ``{"events": [...]}``; an event
 is ``{"subject": "/a", "fields": {...}}`` plus at most one target:
@@ -10,18 +11,27 @@ backplane's presence, so it holds in a cluster).  The answer is ``{"published": 
 (every event has its resume ``id``); a refusal is
 ``{"error": "<reason>"}`` with its HTTP status.
 
+``api/unsubscribe`` takes ``{"subject": "/a", "user": "<id>"}`` (or
+``"session": "<id>"``) and ``api/disconnect`` ``{"user": "<id>"}`` (or
+``"session"``), each with an optional ``"reason"``: they call
+:meth:`PushServer.unsubscribe <pushpy.server.PushServer.unsubscribe>` and
+:meth:`~pushpy.server.PushServer.disconnect` and answer ``{"op", "user" or
+"session", "id"}`` once the revocation is stored (a user or session with
+nothing to revoke is no error: revoking is idempotent).
+
 The key comes in ``Authorization: Bearer <key>`` or ``X-Pushpy-Key``; cookies
 are never read, and the body must be ``application/json``, so a browser
 session alone cannot publish here: a cross-origin form post has neither the
 header nor the content type, and a page cannot add them without a CORS
 preflight that :class:`~pushpy.web.origins.OriginGuard` refuses.  With no
-``api.key`` configured the endpoint answers 404 saying so.
+``api.key`` configured every endpoint answers 404 saying so.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, FirstError, gatherResults, maybeDeferred
@@ -33,8 +43,8 @@ from pushpy import protocol as P
 from pushpy.config import comma_list
 from pushpy.core.events import Event, Route
 from pushpy.core.limits import check_event
-from pushpy.errors import ClientError
-from pushpy.web.authz import respond
+from pushpy.errors import ClientError, UsageError
+from pushpy.web.authz import respond, then
 from pushpy.web.http import no_cache
 from pushpy.wire.escape import valid_name
 from pushpy.wire.native import dumps, string_fields
@@ -64,8 +74,8 @@ def _json(request: Request, message: dict[str, Any]) -> bytes:
     return body
 
 
-class PublishAPI(Resource):
-    """``POST .../api/publish``: events from a back end, authenticated by an API key."""
+class KeyedAPI(Resource):
+    """A ``POST`` endpoint of back ends: API key, JSON body, JSON answers and errors."""
 
     isLeaf = True
     allowedMethods = (b"POST",)
@@ -75,18 +85,60 @@ class PublishAPI(Resource):
         self.push = server
         self.keys = tuple(key.encode("utf-8") for key in comma_list(server.config.api_key))
 
-    def render_POST(self, request: Request) -> bytes | int:
+    def refusal(self, request: Request) -> Callable[[BaseException], bytes]:
+        """What renders an error of ``request``: ``{"error": reason}`` with its status."""
         def refuse(error: BaseException) -> bytes:
             if isinstance(error, FirstError):
                 error = error.subFailure.value
+            if isinstance(error, UsageError):
+                error = ClientError(str(error), 400)
             e = error if isinstance(error, ClientError) else ClientError("internal error", 500)
             request.setResponseCode(e.status or 400)
             if e.status == 401:
                 request.responseHeaders.setRawHeaders(b"WWW-Authenticate", [b'Bearer realm="pushpy"'])
             return _json(request, {"error": e.reason})
 
+        return refuse
+
+    def render_HEAD(self, request: Request) -> bytes:
+        raise UnsupportedMethod(self.allowedMethods)
+
+    def _authenticate(self, request: Request) -> None:
+        if not self.keys:
+            raise ClientError("the back-end API is disabled: set api.key to enable it", 404)
+        key = api_key(request)
+        if key is None:
+            raise ClientError("API key required (Authorization: Bearer <key> or X-Pushpy-Key)", 401)
+        given = key.encode("utf-8", "replace")
+        # Compare with every key (no early exit), in constant time each.
+        if not sum(hmac.compare_digest(given, known) for known in self.keys):
+            raise ClientError("invalid API key", 403)
+        content_type = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
+        if content_type != b"application/json":
+            raise ClientError("the body must be application/json", 415)
+
+    def _payload(self, request: Request) -> Any:
+        """The request's JSON body, once its key and content type passed."""
+        self._authenticate(request)
+        config = self.push.config
+        content = request.content
+        content.seek(0, 2)
+        if content.tell() > config.limit_body_bytes:
+            raise ClientError(f"Request too large (at most {config.limit_body_bytes} bytes,"
+                              " limit.body.bytes)", 413)
+        content.seek(0)
         try:
-            self._authenticate(request)
+            return json.loads(content.read().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise ClientError("body is not valid UTF-8 JSON", 400) from None
+
+
+class PublishAPI(KeyedAPI):
+    """``POST .../api/publish``: events from a back end, authenticated by an API key."""
+
+    def render_POST(self, request: Request) -> bytes | int:
+        refuse = self.refusal(request)
+        try:
             events = [self._event(item, i) for i, item in enumerate(self._body(request))]
         except ClientError as e:
             return refuse(e)
@@ -111,35 +163,9 @@ class PublishAPI(Resource):
             return respond(request, publish({}), refuse)
         return respond(request, self.push.presence().addCallback(publish), refuse)
 
-    def render_HEAD(self, request: Request) -> bytes:
-        raise UnsupportedMethod(self.allowedMethods)
-
-    def _authenticate(self, request: Request) -> None:
-        if not self.keys:
-            raise ClientError("the publish API is disabled: set api.key to enable it", 404)
-        key = api_key(request)
-        if key is None:
-            raise ClientError("API key required (Authorization: Bearer <key> or X-Pushpy-Key)", 401)
-        given = key.encode("utf-8", "replace")
-        # Compare with every key (no early exit), in constant time each.
-        if not sum(hmac.compare_digest(given, known) for known in self.keys):
-            raise ClientError("invalid API key", 403)
-        content_type = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
-        if content_type != b"application/json":
-            raise ClientError("the body must be application/json", 415)
-
     def _body(self, request: Request) -> list[Any]:
         config = self.push.config
-        content = request.content
-        content.seek(0, 2)
-        if content.tell() > config.limit_body_bytes:
-            raise ClientError(f"Request too large (at most {config.limit_body_bytes} bytes,"
-                              " limit.body.bytes)", 413)
-        content.seek(0)
-        try:
-            payload = json.loads(content.read().decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            raise ClientError("body is not valid UTF-8 JSON", 400) from None
+        payload = self._payload(request)
         if isinstance(payload, dict) and "events" in payload:
             payload = payload["events"]
         items = payload if isinstance(payload, list) else [payload]
@@ -195,3 +221,42 @@ class PublishAPI(Resource):
         if target == "session":
             return Event(out, route=Route.UNICAST, target=value)
         return Event(out, route=Route.USER, target=value)
+
+
+class RevokeAPI(KeyedAPI):
+    """``POST .../api/unsubscribe`` and ``.../api/disconnect``: revocations from a back end."""
+
+    def __init__(self, server: PushServer, op: str) -> None:
+        super().__init__(server)
+        self.op = op
+
+    def render_POST(self, request: Request) -> bytes | int:
+        refuse = self.refusal(request)
+        try:
+            item = self._payload(request)
+            if not isinstance(item, dict):
+                raise ClientError("the body must be a JSON object")
+            allowed = {"user", "session", "reason"} | ({"subject"} if self.op == "unsubscribe" else set())
+            unknown = set(item) - allowed
+            if unknown:
+                raise ClientError(f"unknown key {sorted(unknown)[0][:40]!r}")
+            targets = {key: item[key] for key in ("user", "session") if item.get(key) is not None}
+            if len(targets) != 1:
+                raise ClientError("give one of 'user' and 'session'")
+            if any(not isinstance(value, str) or not value for value in targets.values()):
+                raise ClientError(f"'{next(iter(targets))}' must be a non-empty string")
+            reason = item.get("reason", "revoked" if self.op == "unsubscribe" else "disconnected")
+            if self.op == "unsubscribe":
+                subject = item.get("subject")
+                if not isinstance(subject, str) or not subject:
+                    raise ClientError(P.NO_SUBJECT)
+                stored = self.push.unsubscribe(subject, reason=reason, **targets)
+            else:
+                stored = self.push.disconnect(reason=reason, **targets)
+        except (ClientError, UsageError) as e:
+            return refuse(e)
+
+        def answer(event: Event) -> bytes:
+            return _json(request, {"op": self.op, **targets, "id": event.position})
+
+        return respond(request, then(stored, answer), refuse)

@@ -35,7 +35,7 @@ from pushpy.web.authz import (
 from pushpy.web.http import client_address, error_page, no_cache, request_params
 from pushpy.web.native import NativeProtocol, announce
 from pushpy.web.pushlet_channels import _Channel
-from pushpy.wire.native import dumps, event_json
+from pushpy.wire.native import dumps, event_json, session_closed
 from pushpy.wire.params import parse_query
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ class LongPollChannel(_Channel):
 
     def end(self, reason: EndReason) -> None:
         if not self.done:
-            extra = [dumps({"type": "close", "reason": reason.value})] if reason.aborts else []
+            extra = [dumps(session_closed(self.session, reason))] if reason.aborts else []
             self._write(self._body([], extra))
 
     def _respond(self, items: list[Delivery], now: float) -> None:

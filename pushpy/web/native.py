@@ -201,9 +201,11 @@ class NativeProtocol:
 
     def _recovered(self, session: Session, token: str, subscriptions: list[Subscription],
                    recovery: Recovery, routed: bool) -> str:
+        now = self.server.clock.seconds()
+        events = self.server.dispatcher.replayed(session, recovery.events, now) if routed else recovery.events
         if session.state is SessionState.ENDED:
             raise ClientError("session ended", 400)
-        now = self.server.clock.seconds()
+        subscriptions = [s for s in subscriptions if session.subscriptions.get(s.sid) is s]
         parsed = parse_position(token)
         usable = parsed is not None and recovery.reason not in ("unknown epoch",
                                                                 "position ahead of history")
@@ -223,12 +225,10 @@ class NativeProtocol:
         kept = [item for item in session.queue.drain()
                 if item[0].offset is None
                 or ((item[0].epoch, item[0].offset) not in recovered_ids and not covered(item))]
-        fields = {"recovered": "true" if recovery.recovered else "false",
-                  "count": str(len(recovery.events))}
+        recovered = deliveries(events, subscriptions)
+        fields = {"recovered": "true" if recovery.recovered else "false", "count": str(len(recovered))}
         if recovery.reason:
             fields[P.P_REASON] = recovery.reason
-        recovered = [(event, _matching(subscriptions, event.subject) if event.route is Route.MULTICAST
-                      else None) for event in recovery.events]
         session.queue.refill([(make_event(P.RECOVERY, now, **fields), None),
                               *_by_offset(recovered, kept)])
         if routed and len(subscriptions) == len(session.subscriptions):
@@ -407,6 +407,20 @@ def _by_offset(recovered: list[Delivery], kept: list[Delivery]) -> list[Delivery
         out.append(item)
     out.extend(recovered[i:])
     return out
+
+
+def deliveries(events: list[Event], subscriptions: list[Subscription]) -> list[Delivery]:
+    """Replayed ``events`` as queue items, each multicast one with the subscription it matches.
+
+    A multicast event no subscription matches (a revocation removed it since)
+    is left out.
+    """
+    items: list[Delivery] = []
+    for event in events:
+        subscription = _matching(subscriptions, event.subject) if event.route is Route.MULTICAST else None
+        if subscription is not None or event.route is not Route.MULTICAST:
+            items.append((event, subscription))
+    return items
 
 
 def _matching(subscriptions: list[Subscription], subject: str | None) -> Subscription | None:

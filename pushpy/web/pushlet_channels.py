@@ -19,7 +19,7 @@ from twisted.web.server import Request
 from zope.interface import implementer
 
 from pushpy import protocol as P
-from pushpy.core.sessions import Delivery, EndReason, Session, SessionState
+from pushpy.core.sessions import Delivery, EndReason, Session, SessionState, end_text
 from pushpy.web.http import write_now
 from pushpy.wire.pushlet import PushletCodec
 
@@ -58,10 +58,13 @@ class _Channel:
         return self.codec.event({P.P_EVENT: P.HEARTBEAT, P.P_TIME: str(int(now)),
                                  P.P_SEQ: str(self.seq)})
 
-    def _abort(self, now: float) -> bytes:
+    def _abort(self, now: float, reason: EndReason) -> bytes:
+        """``abort``; with the application's ``p_reason`` when it ended the session."""
         self.seq += 1
-        return self.codec.event({P.P_EVENT: P.ABORT, P.P_TIME: str(int(now)),
-                                 P.P_SEQ: str(self.seq)})
+        fields = {P.P_EVENT: P.ABORT, P.P_TIME: str(int(now)), P.P_SEQ: str(self.seq)}
+        if reason is EndReason.REVOKED:
+            fields[P.P_REASON] = end_text(self.session, reason)
+        return self.codec.event(fields)
 
     def _watch(self) -> None:
         self.session.attach(self)
@@ -185,7 +188,7 @@ class StreamChannel(ProducingChannel, _Channel):
         if self.done:
             return
         if reason.aborts:
-            self.send(self._abort(self.server.clock.seconds()))
+            self.send(self._abort(self.server.clock.seconds(), reason))
         self._close()
 
 
@@ -239,7 +242,7 @@ class RefreshChannel(_Channel):
             return
         now = self.server.clock.seconds()
         if reason.aborts:
-            self._write(self.codec.opening + self.ack + self._abort(now) + self.codec.closing)
+            self._write(self.codec.opening + self.ack + self._abort(now, reason) + self.codec.closing)
         else:
             self._write(self.codec.opening + self.ack + self._refresh(now))
 

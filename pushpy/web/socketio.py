@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 log = Logger()
 #: Events of pushpy's core that are not application events.
-_NOTICES = frozenset({P.RECOVERY, P.GAP, P.NACK, P.ABORT})
+_NOTICES = frozenset({P.RECOVERY, P.GAP, P.NACK, P.ABORT, P.UNSUBSCRIBED, P.DISCONNECTED})
 
 
 class Encoded(NamedTuple):
@@ -312,6 +312,7 @@ class Connection:
         subjects = set(rooms)
 
         def merge(recovery: Any) -> Session | None:
+            events = app.server.dispatcher.replayed(session, recovery.events, app.server.clock.seconds())
             if not recovery.recovered or session.state is SessionState.ENDED:
                 return self._unrecoverable(session)
             for channel in list(session.channels):
@@ -323,7 +324,7 @@ class Connection:
             kept = [item for item in session.queue.drain()
                     if item[0].offset is None or (item[0].offset > after and item[0].offset not in found)]
             missed = [(event, rooms.get(event.subject) if event.route is Route.MULTICAST else None)
-                      for event in recovery.events]
+                      for event in events if event.route is not Route.MULTICAST or event.subject in rooms]
             session.queue.refill(_by_offset(missed, kept))
             return session
 

@@ -22,7 +22,14 @@ from pushpy.web.authz import refusal, request_credentials, respond, then
 from pushpy.web.http import client_address, error_page, no_cache, request_params, streaming, write_now
 from pushpy.web.native import NativeProtocol, announce
 from pushpy.web.pushlet_channels import StreamChannel
-from pushpy.wire.native import Framing, LineFraming, ScriptFraming, SSEFraming, script_callback
+from pushpy.wire.native import (
+    Framing,
+    LineFraming,
+    ScriptFraming,
+    SSEFraming,
+    script_callback,
+    session_closed,
+)
 
 if TYPE_CHECKING:
     from pushpy.server import PushServer
@@ -92,7 +99,7 @@ class NativeStreamChannel(StreamChannel):
         if self.done:
             return
         if reason.aborts:
-            self.send(self.framing.message({"type": "close", "reason": reason.value}))
+            self.send(self.framing.message(session_closed(self.session, reason)))
         self._close()
 
 

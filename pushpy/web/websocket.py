@@ -29,7 +29,14 @@ from pushpy.web.http import send_now
 from pushpy.web.native import ANNOUNCE, NativeProtocol, announce
 from pushpy.web.origins import OriginPolicy
 from pushpy.web.pushlet_channels import ProducingChannel
-from pushpy.wire.native import dumps, event_json, event_ws_frame, parse_message, ws_text_frame
+from pushpy.wire.native import (
+    dumps,
+    event_json,
+    event_ws_frame,
+    parse_message,
+    session_closed,
+    ws_text_frame,
+)
 
 if TYPE_CHECKING:
     from pushpy.server import PushServer
@@ -116,9 +123,10 @@ class WebSocketChannel(ProducingChannel):
     def end(self, reason: EndReason) -> None:
         if self.done:
             return
-        self.connection.send_text(dumps({"type": "close", "reason": reason.value}))
+        message = session_closed(self.session, reason)
+        self.connection.send_text(dumps(message))
         self.close()
-        self.connection.close_with(1001 if reason is EndReason.SHUTDOWN else 1000, reason.value)
+        self.connection.close_with(1001 if reason is EndReason.SHUTDOWN else 1000, message["reason"])
 
     def close(self) -> None:
         """The connection is gone: stop writing, forget the channel."""

@@ -9,6 +9,7 @@ with a ``type``::
     {"type": "recovery", "recovered": true, "count": 3}
     {"type": "gap", "recovered": false, "reason": "queue overflow", "dropped": 5}
     {"type": "ack", "ref": "...", ...}   {"type": "nack", "ref": "...", "reason": "..."}
+    {"type": "unsubscribed", "subject": "/a", "id": "epoch:offset", "reason": "revoked"}
     {"type": "hb"}   {"type": "reconnect"}   {"type": "close", "reason": "..."}
 
 ``id`` is the event's resume position (unicast, user and broadcast events
@@ -28,6 +29,7 @@ from typing import Any
 
 from pushpy import protocol as P
 from pushpy.core.events import Event, Route
+from pushpy.core.sessions import EndReason, end_text
 from pushpy.errors import ClientError
 from pushpy.wire.escape import js_string
 
@@ -65,10 +67,15 @@ def event_message(event: Event) -> dict[str, Any]:
     if name == P.NACK:
         return {"type": "nack", "reason": event.fields.get(P.P_REASON, "")}
     if name == P.ABORT:
-        return {"type": "close", "reason": event.fields.get(P.P_REASON, "server closed")}
+        return close_message(event.fields.get(P.P_REASON, "server closed"))
     if name == P.GAP:
         return {"type": "gap", "recovered": False, "reason": event.fields.get(P.P_REASON, ""),
                 "dropped": int(event.fields.get("dropped", "0"))}
+    if name == P.UNSUBSCRIBED:
+        return {"type": "unsubscribed", "subject": event.subject, "id": event.position,
+                "reason": event.fields.get(P.P_REASON, "")}
+    if name == P.DISCONNECTED:
+        return close_message(event.fields.get(P.P_REASON, ""), reconnect=False)
     if name == P.RECOVERY:
         recovered = event.fields.get("recovered") == "true"
         message = {"type": "recovery", "recovered": recovered,
@@ -78,6 +85,19 @@ def event_message(event: Event) -> dict[str, Any]:
         return message
     return {"type": "event", "name": name, "subject": event.subject, "id": event.position,
             "fields": event.fields}
+
+
+def close_message(reason: str, *, reconnect: bool = True) -> dict[str, Any]:
+    """The ``close`` message: the session ended; ``reconnect: false`` when the application ended it."""
+    message: dict[str, Any] = {"type": "close", "reason": reason}
+    if not reconnect:
+        message["reconnect"] = False
+    return message
+
+
+def session_closed(session: Any, reason: EndReason) -> dict[str, Any]:
+    """The ``close`` message of ``session`` ended for ``reason``."""
+    return close_message(end_text(session, reason), reconnect=reason is not EndReason.REVOKED)
 
 
 def event_json(event: Event) -> str:

@@ -49,6 +49,14 @@ class Server:
         """End ``session`` on the server (its client is told ``close``)."""
         return self.hook("end", session=session)
 
+    def revoke(self, session: str, subject: str | None = None) -> str:
+        """``unsubscribe(subject, session=...)`` in the server, or ``disconnect`` without a subject."""
+        return self.hook("revoke", {"subject": subject}, session=session)
+
+    def subscriptions(self, session: str) -> list[str]:
+        """The subjects of ``session``'s subscriptions on the server."""
+        return self.hook("subscriptions", session=session)
+
     def stop(self) -> None:
         stop_process(self.process)
 

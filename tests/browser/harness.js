@@ -4,7 +4,7 @@ window.H = {
 
   /* Connect a client subscribed to `subjects`; returns its index. */
   start: function (options, subjects) {
-    var rec = {got: [], all: [], opens: [], closes: [], errors: [], gaps: [], transports: []};
+    var rec = {got: [], all: [], opens: [], closes: [], errors: [], gaps: [], transports: [], revoked: []};
     var c = pushpy.connect(options || {});
     rec.client = c;
     (subjects || []).forEach(function (subject) { H.subscribe(rec, subject); });
@@ -12,6 +12,7 @@ window.H = {
     c.on('close', function (info) { rec.closes.push(info); });
     c.on('error', function (info) { rec.errors.push(info.reason); });
     c.on('gap', function (info) { rec.gaps.push(info); });
+    c.on('unsubscribed', function (info) { rec.revoked.push(info); });
     c.on('transport', function (info) { rec.transports.push(info.to); });
     c.on('event', function (fields, event) { rec.all.push({subject: event.subject, id: event.id, fields: fields}); });
     H.clients.push(rec);

@@ -112,6 +112,18 @@ def end(push: PushServer, body: dict, session: str) -> bool:
     return found is not None
 
 
+def revoke(push: PushServer, body: dict, session: str) -> str | None:
+    """``push.unsubscribe(subject)`` (or ``push.disconnect()`` without one) of ``session``."""
+    if body.get("subject"):
+        return push.unsubscribe(body["subject"], session=session, reason="revoked by test").position
+    return push.disconnect(session=session, reason="disconnected by test").position
+
+
+def subscriptions(push: PushServer, body: dict, session: str) -> list[str]:
+    found = push.dispatcher.sessions.get(session)
+    return sorted(s.subject for s in found.subscriptions.values()) if found else []
+
+
 def main(argv: list[str]) -> None:
     want_proxy = "--proxy" in argv
     settings = dict(arg.split("=", 1) for arg in argv if "=" in arg)
@@ -126,6 +138,8 @@ def main(argv: list[str]) -> None:
     test.putChild(b"publish", Hook(push, publish))
     test.putChild(b"drop", Hook(push, drop))
     test.putChild(b"end", Hook(push, end))
+    test.putChild(b"revoke", Hook(push, revoke))
+    test.putChild(b"subscriptions", Hook(push, subscriptions))
     site.resource.putChild(b"test", test)
     port = reactor.listenTCP(0, site, interface="127.0.0.1").getHost().port
     proxy = None

@@ -171,3 +171,35 @@ def test_close_stops_the_client(page, server):
     state = page.state(client)
     assert (state["state"], state["received"], state["opens"]) == ("closed", 0, 1)
     assert error == "pushpy: client closed" and ack is None
+
+
+@pytest.mark.parametrize("transport", ["websocket", "sse", "longpoll"])
+def test_revoked_subjects_are_dropped_and_a_disconnect_closes_for_good(page, server, transport):
+    """The server takes a subject back: the client drops it (and what is under it), a new connection
+    does not ask for it again.  The application ends the session: the client closes, for good."""
+    kept, taken = subject(), subject()
+    client = page.open([kept, f"{taken}/a", taken], transport=transport, **FAST)
+    session = page.state(client)["session"]
+    server.revoke(session, taken)
+    page.wait("i => H.clients[i].revoked.length", client)
+    assert page.js("i => H.clients[i].revoked", client) == [
+        {"subject": taken, "reason": "revoked by test", "subjects": [f"{taken}/a", taken]}]
+    assert page.js("i => H.clients[i].client._subs.map(s => s.subject)", client) == [kept]
+    server.drop(session)  # the connection is cut: the client reconnects, to the same session
+    if transport != "longpoll":  # (a long-poll just polls again)
+        page.wait_opens(client, 2)
+    opens = page.state(client)["opens"]
+    server.publish(taken, {"n": "1"})
+    server.publish(f"{taken}/a", {"n": "2"})
+    server.publish(kept, {"n": "3"})
+    page.wait_received(client, 1)
+    assert [e["fields"]["n"] for e in page.got(client)] == ["3"]
+    assert server.subscriptions(page.state(client)["session"]) == [kept]
+    server.revoke(page.state(client)["session"])
+    page.wait("i => H.clients[i].client.state === 'closed'", client)
+    page.page.wait_for_timeout(500)
+    state = page.state(client)
+    assert (state["state"], state["opens"]) == ("closed", opens)
+    closes = page.js("i => H.clients[i].closes", client)
+    assert closes[-1] == {"reason": "closed by server: disconnected by test", "reconnecting": False,
+                          "wasOpen": True}

@@ -372,6 +372,21 @@ class NativePollClient:
         return found
 
 
+def sse_messages(response: httplib.HTTPResponse) -> Iterator[dict[str, Any]]:
+    """The JSON messages of an SSE response, as they arrive, until it ends."""
+    data: list[str] = []
+    while True:
+        line = response.fp.readline()
+        if not line:
+            return
+        text = line.decode("utf-8").rstrip("\r\n")
+        if text.startswith("data:"):
+            data.append(text[5:].strip())
+        elif not text and data:
+            yield json.loads("\n".join(data))
+            data = []
+
+
 class SSEClient:
     """A native SSE client in a thread: reconnects to the next live node with its last id."""
 
@@ -413,17 +428,10 @@ class SSEClient:
             connection.request("GET", "/pushlet/sse?" + urlencode(params), headers=headers)
             response = connection.getresponse()
             self.connections += 1
-            data: list[str] = []
-            while not self.done.is_set():
-                line = response.fp.readline()
-                if not line:
+            for message in sse_messages(response):
+                if self.done.is_set():
                     return
-                text = line.decode("utf-8").rstrip("\r\n")
-                if text.startswith("data:"):
-                    data.append(text[5:].strip())
-                elif not text and data:
-                    self._message(json.loads("\n".join(data)))
-                    data = []
+                self._message(message)
         finally:
             connection.close()
 

@@ -82,7 +82,8 @@ def test_queued_visitor_goes_to_the_agent_who_comes(app, open_page):
 
 def test_agent_serves_several_visitors_and_transfers_one(app, open_page):
     """Visitors spread over the agents; one agent answers two at once and transfers one, with its
-    conversation, to the other."""
+    conversation, to the other.  The server takes the conversation from the first agent: even a
+    page that does not unsubscribe gets nothing said after the transfer."""
     ann = agent(open_page, app, "ann")
     bob = agent(open_page, app, "bob", "iframe")
     first = visitor(open_page, app, "Vera")
@@ -103,6 +104,16 @@ def test_agent_serves_several_visitors_and_transfers_one(app, open_page):
     # bob has room for one more: ann hands him the first visitor
     wait_for(ann, "v => Array.from(document.querySelectorAll(`.panel[data-visitor='${v}'] option`))"
              ".some(o => o.value === 'bob')", first.visitor_id)
+    # ann's page keeps listening to the conversation after the transfer, as a stale or hostile
+    # page would: its transcripts never unsubscribe, and every event it gets is recorded.
+    ann.evaluate("""s => {
+        cs.Transcript.prototype.stop = function () {};
+        window.heard = []; window.revoked = [];
+        window.agent.client.on('event', function (fields, event) {
+            if (event.subject === s) { window.heard.push(fields.text); }
+        });
+        window.agent.client.on('unsubscribed', function (info) { window.revoked.push(info); });
+    }""", f"/cs/visit/{first.visitor_id}")
     ann.select_option(f".panel[data-visitor='{first.visitor_id}'] select", "bob")
     ann.click(f".panel[data-visitor='{first.visitor_id}'] .transfer button")
     panel_has(bob, first.visitor_id, "question one")  # the transcript comes with the visitor
@@ -114,6 +125,14 @@ def test_agent_serves_several_visitors_and_transfers_one(app, open_page):
     visitor_has(first, "bob here")
     say(first, "thanks bob")
     panel_has(bob, first.visitor_id, "thanks bob")
+    say(third, "still with ann")
+    panel_has(ann, third.visitor_id, "still with ann")  # ann's page is live, and hears this later
+    assert ann.evaluate("() => window.heard") == []
+    assert ann.evaluate("() => window.revoked") == [
+        {"subject": f"/cs/visit/{first.visitor_id}", "reason": "transferred to bob",
+         "subjects": [f"/cs/visit/{first.visitor_id}"]}]
+    assert f"/cs/visit/{first.visitor_id}" not in ann.evaluate(
+        "() => window.agent.client._subs.map(s => s.subject)")
     # a transfer to a full agent is refused with a reason
     ann.select_option(f".panel[data-visitor='{third.visitor_id}'] select", "bob")
     ann.click(f".panel[data-visitor='{third.visitor_id}'] .transfer button")

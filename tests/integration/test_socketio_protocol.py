@@ -262,3 +262,28 @@ async def test_one_encoding_shared_by_every_socket_honours_skip_sid_and_exact_ro
     answers = [await get(harness, f"transport=polling&sid={sid}") for sid in engines]
     assert answers == [(200, '42["room",3]'), (200, '42["first",1]'),
                        (200, SEP.join(['42["first",1]', '42["deep",2]']))]
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_side_unsubscribe_takes_sockets_out_of_rooms_and_disconnect_ends_them(serve):
+    """``PushServer.unsubscribe`` of a room's subject takes a socket out of that room (and out of
+    the rooms under it), without a packet; ``disconnect`` sends the socket a DISCONNECT."""
+    harness = serve()
+    app = harness.push.socketio
+    engines = [(await handshake(harness))[0] for _ in range(2)]
+    sockets = [await connect_namespace(harness, sid) for sid in engines]
+    for socket in sockets:
+        app.enter_room(socket, "a")
+        app.enter_room(socket, "a/b")
+        app.enter_room(socket, "c")
+    harness.push.unsubscribe("a", session=sockets[0])
+    assert app.rooms(sockets[0]) == [sockets[0], "c"]
+    app.emit("gone", 1, to="a")
+    app.emit("deep", 2, to="a/b")
+    app.emit("kept", 3, to="c")
+    answers = [await get(harness, f"transport=polling&sid={sid}") for sid in engines]
+    assert answers == [(200, '42["kept",3]'),
+                       (200, SEP.join(['42["gone",1]', '42["deep",2]', '42["kept",3]']))]
+    harness.push.disconnect(session=sockets[1], reason="bye")
+    assert await get(harness, f"transport=polling&sid={engines[1]}") == (200, "41")
+    assert sockets[1] not in harness.sessions and sockets[0] in harness.sessions

@@ -7,7 +7,7 @@
  *   var c = pushpy.connect();                       // root URL: the folder before lib/
  *   c.subscribe('/chat', function (fields, event) { ... });
  *   c.publish('/chat', {text: 'hi'}, function (err, ack) { ... });
- *   c.on('open' | 'close' | 'error' | 'gap' | 'transport' | 'event', fn);
+ *   c.on('open' | 'close' | 'error' | 'gap' | 'transport' | 'event' | 'unsubscribed', fn);
  *   c.close();
  *
  * Transports, in the order tried: WebSocket, Server-Sent Events, XHR streaming,
@@ -114,6 +114,20 @@
       }
     }
     return out;
+  }
+
+  /*
+   * `subjects` (a comma list) without the parts overlapping `revoked`: the server's rule for
+   * `unsubscribed` (at, under or above it, as string prefixes).
+   */
+  function withoutRevoked(subjects, revoked) {
+    var parts = splitSubjects(subjects), kept = [], i;
+    for (i = 0; i < parts.length; i++) {
+      if (parts[i].lastIndexOf(revoked, 0) !== 0 && revoked.lastIndexOf(parts[i], 0) !== 0) {
+        kept.push(parts[i]);
+      }
+    }
+    return kept.join(',');
   }
 
   /* Whether an event on `subject` matches `pattern` (a comma list of string prefixes). */
@@ -518,7 +532,7 @@
       return ref;
     },
 
-    /** Listen to 'open', 'close', 'error', 'gap', 'transport' or 'event'. */
+    /** Listen to 'open', 'close', 'error', 'gap', 'transport', 'event' or 'unsubscribed'. */
     on: function (name, fn) {
       (this._listeners[name] = this._listeners[name] || []).push(fn);
       return this;
@@ -556,6 +570,10 @@
 
     /** Close for good: no reconnect; pending callbacks get an error. */
     close: function () {
+      this._shut('client');
+    },
+
+    _shut: function (reason) {
       var wasOpen = this.state === 'open';
       if (this.state === 'closed') {
         return;
@@ -574,7 +592,7 @@
       }
       this._failPending(null, 'client closed');
       this._outbox = [];
-      this._emit('close', {reason: 'client', reconnecting: false, wasOpen: wasOpen});
+      this._emit('close', {reason: reason, reconnecting: false, wasOpen: wasOpen});
     },
 
     /*
@@ -823,27 +841,72 @@
         this._reply(message);
       } else if (type === 'reconnect') {
         this._lost(conn, 'reconnect', true);
+      } else if (type === 'unsubscribed') {
+        this._revoked(message);
       } else if (type === 'close') {
         this.session = this.sessionKey = null;  // the server ended the session: resume in a new one
-        this._lost(conn, 'closed by server: ' + (message.reason || ''));
+        if (message.reconnect === false) {
+          this._shut('closed by server: ' + (message.reason || ''));  // the application ended it
+        } else {
+          this._lost(conn, 'closed by server: ' + (message.reason || ''));
+        }
       }
       // 'hb' and unknown types: only keep the stream alive.
     },
 
+    /* Whether the message with `id` is new (else it was delivered before: a resume overlapped). */
+    _fresh: function (id) {
+      if (id == null) {
+        return true;
+      }
+      id = String(id);
+      if (this._seen['#' + id]) {
+        return false;
+      }
+      this._seen['#' + id] = true;
+      this._seenOrder.push(id);
+      if (this._seenOrder.length > MAX_SEEN) {
+        delete this._seen['#' + this._seenOrder.shift()];
+      }
+      this.lastEventId = id;
+      return true;
+    },
+
+    /*
+     * The server removed our subscriptions at, under and above `message.subject` (the
+     * application took them back): drop them here too, so no reconnect asks for them again.
+     */
+    _revoked: function (message) {
+      var subject = String(message.subject || ''), subs = [], dropped = [], servers = [], i, rest;
+      if (!subject || !this._fresh(message.id)) {
+        return;
+      }
+      for (i = 0; i < this._subs.length; i++) {
+        rest = withoutRevoked(this._subs[i].subject, subject);
+        if (rest) {
+          this._subs[i].subject = rest;
+          subs.push(this._subs[i]);
+        } else {
+          dropped.push(this._subs[i].subject);
+        }
+      }
+      for (i = 0; i < this._serverSubs.length; i++) {
+        rest = withoutRevoked(this._serverSubs[i], subject);
+        if (rest) {
+          servers.push(rest);
+        }
+      }
+      this._subs = subs;
+      this._serverSubs = servers;
+      this._emit('unsubscribed', {subject: subject, reason: message.reason || '', subjects: dropped});
+    },
+
     _event: function (message) {
       var id = message.id, fields = message.fields || {}, event, subs, i, j;
-      if (id != null) {
-        id = String(id);
-        if (this._seen['#' + id]) {
-          return;  // delivered before (a resume overlapped)
-        }
-        this._seen['#' + id] = true;
-        this._seenOrder.push(id);
-        if (this._seenOrder.length > MAX_SEEN) {
-          delete this._seen['#' + this._seenOrder.shift()];
-        }
-        this.lastEventId = id;
+      if (!this._fresh(id)) {
+        return;
       }
+      id = id == null ? id : String(id);
       event = {subject: message.subject == null ? null : String(message.subject), id: id,
                name: message.name || 'data', fields: fields, to: message.to || null};
       // An event sent to this user, this session or everyone ('to') reached us by no subscription: its
