@@ -120,10 +120,10 @@ class WSWatcher(WebSocketClientProtocol):
             self.factory.opened.errback(ConnectionError(f"closed before open: {code} {reason}"))
 
 
-async def open_ws(url: str) -> WSWatcher:
-    """A connected :class:`WSWatcher` for ``ws://...`` ``url``."""
+async def open_ws(url: str, protocol: type[WSWatcher] = WSWatcher) -> Any:
+    """A connected :class:`WSWatcher` (or ``protocol``) for ``ws://...`` ``url``."""
     factory = WebSocketClientFactory(url, reactor=reactor)
-    factory.protocol = WSWatcher
+    factory.protocol = protocol
     factory.opened = Deferred()
     port = int(url.split(":")[2].split("/")[0])
     await TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5).connect(factory)

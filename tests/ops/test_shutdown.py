@@ -8,7 +8,6 @@ import signal
 import time
 
 import pytest_twisted
-from autobahn.twisted.websocket import WebSocketClientFactory
 from ops_support import (
     WSWatcher,
     free_port,
@@ -21,8 +20,6 @@ from ops_support import (
 )
 from server_support import eventually
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.task import Clock
 from twisted.web.client import Agent, HTTPConnectionPool
 
@@ -106,12 +103,7 @@ class EngineWSWatcher(WSWatcher):
 
 
 async def engine_ws(url: str) -> EngineWSWatcher:
-    factory = WebSocketClientFactory(url, reactor=reactor)
-    factory.protocol = EngineWSWatcher
-    factory.opened = Deferred()
-    port = int(url.split(":")[2].split("/")[0])
-    await TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5).connect(factory)
-    return await factory.opened
+    return await open_ws(url, EngineWSWatcher)
 
 
 @pytest_twisted.ensureDeferred
